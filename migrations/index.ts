@@ -1,0 +1,14 @@
+import type { Migration } from 'kysely';
+import { ledger } from './0001_ledger.js';
+
+/**
+ * Every migration, in order, registered statically: the CLI is bundled and never scans a folder.
+ * A released migration is never edited; change the schema with a new one appended here.
+ * Names sort in order (Kysely checks that executed migrations match this list).
+ */
+export const MIGRATIONS: Readonly<Record<string, Migration>> = {
+  '0001_ledger': ledger,
+};
+
+/** `PRAGMA user_version` of a database whose schema is current. */
+export const SCHEMA_VERSION = Object.keys(MIGRATIONS).length;

@@ -1,0 +1,49 @@
+import { defineCommand } from 'citty';
+import { invalidArgument } from '../errors.js';
+import type { ReservationStatus } from '../events/index.js';
+import { RESERVATION_STATUSES } from '../events/index.js';
+import { printJson, reservationJson } from '../output.js';
+import { listReservations } from '../projections/reservations.js';
+import { commonArgs, parseOrHelp, str, withLedger } from './shared.js';
+
+export default defineCommand({
+  meta: {
+    name: 'list',
+    description:
+      'List reservations, newest created_at first.\n\n' +
+      'Usage: orchesjob-reserver list [--status STATUS] [--limit N]\n' +
+      'Exit codes: 0 ok, 1 general error, 2 invalid arguments.\n' +
+      'Example: orchesjob-reserver list --status DISPATCH_FAILED --limit 10',
+  },
+  args: {
+    status: { type: 'string', valueHint: 'STATUS', description: `Restrict to one status: ${RESERVATION_STATUSES.join(', ')}` },
+    limit: { type: 'string', valueHint: 'N', description: 'Maximum number of records to return. Default: 50' },
+    ...commonArgs,
+  },
+  async run(ctx) {
+    const parsed = await parseOrHelp(ctx);
+    if (parsed === null) return;
+    const { flags } = parsed;
+    const status = parseStatus(str(flags, 'status'));
+    const limit = parseLimit(str(flags, 'limit'));
+    const reservations = await withLedger(flags, (ledger) => listReservations(ledger.db, { status, limit }));
+    printJson({ reservations: reservations.map(reservationJson) });
+  },
+});
+
+function parseStatus(value: string | undefined): ReservationStatus | null {
+  if (value === undefined) return null;
+  if (!(RESERVATION_STATUSES as readonly string[]).includes(value)) {
+    throw invalidArgument(`Invalid --status: ${JSON.stringify(value)} (choose from ${RESERVATION_STATUSES.join(', ')}).`);
+  }
+  return value as ReservationStatus;
+}
+
+function parseLimit(value: string | undefined): number {
+  if (value === undefined) return 50;
+  const n = Number(value);
+  if (!/^\s*\+?\d+\s*$/.test(value) || !Number.isSafeInteger(n) || n <= 0) {
+    throw invalidArgument(`Invalid --limit: ${JSON.stringify(value)} (a positive integer).`);
+  }
+  return n;
+}

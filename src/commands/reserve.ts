@@ -1,0 +1,85 @@
+import { defineCommand } from 'citty';
+import { invalidArgument } from '../errors.js';
+import { reserve } from '../ledger.js';
+import { printJson, reservationJson } from '../output.js';
+import { parseTime } from '../time.js';
+import { commonArgs, list, parseOrHelp, str, validRunKey, withLedger } from './shared.js';
+
+/** Metadata is a JSON object of at most 64 KiB (UTF-8). */
+export const MAX_METADATA_BYTES = 64 * 1024;
+
+export default defineCommand({
+  meta: {
+    name: 'reserve',
+    description:
+      'Store a reservation and return at once; `run` dispatches it. Idempotent by run key: a repeated call returns the stored reservation unchanged ("created": false).\n\n' +
+      'Usage: orchesjob-reserver reserve --run-key KEY [OPTIONS] [--] COMMAND [ARGS...]\n' +
+      'Exit codes: 0 ok, 1 general error, 2 invalid arguments.\n' +
+      'Example: orchesjob-reserver reserve --run-key nightly-2026-05-04 --not-before 2026-05-04T02:00:00+09:00 -- /usr/local/bin/backup.sh',
+  },
+  args: {
+    'run-key': { type: 'string', valueHint: 'KEY', description: 'Idempotency key for the reservation. Required.' },
+    'not-before': {
+      type: 'string',
+      valueHint: 'DATETIME',
+      description: 'Do not dispatch before this time (epoch seconds or ISO 8601; no offset = host local time)',
+    },
+    'expires-at': {
+      type: 'string',
+      valueHint: 'DATETIME',
+      description: 'Expire the reservation if it has not been dispatched by this time',
+    },
+    'metadata-json': { type: 'string', valueHint: 'JSON', description: 'JSON object stored with the reservation (<= 64 KiB)' },
+    ...commonArgs,
+  },
+  async run(ctx) {
+    const parsed = await parseOrHelp(ctx, { takesCommand: true });
+    if (parsed === null) return;
+    const { flags } = parsed;
+    const runKeyFlag = str(flags, 'run-key');
+    if (runKeyFlag === undefined) throw invalidArgument('the following arguments are required: --run-key');
+    const runKey = validRunKey(runKeyFlag);
+    const command = parsed.command ?? [];
+    if (command.length === 0) throw invalidArgument('reserve requires command after --');
+    const startOptions = list(flags, 'orchesjob-start-option');
+    for (const arg of [...command, ...startOptions]) {
+      if (arg.includes('\0')) throw invalidArgument('Invalid command: an argument contains a NUL byte.');
+    }
+    if (command[0] === '') throw invalidArgument('Invalid command: the program name is empty.');
+    const notBeforeFlag = str(flags, 'not-before');
+    const expiresAtFlag = str(flags, 'expires-at');
+    const notBefore = notBeforeFlag === undefined ? null : parseTime(notBeforeFlag, 'not_before');
+    const expiresAt = expiresAtFlag === undefined ? null : parseTime(expiresAtFlag, 'expires_at');
+    const metadata = parseMetadata(str(flags, 'metadata-json'));
+
+    await withLedger(flags, async (ledger) => {
+      const result = await reserve(
+        ledger.db,
+        runKey,
+        { type: 'Reserve', command, orchesjobStartOptions: startOptions, metadata, notBefore, expiresAt },
+        { actor: 'cli:reserve' },
+      );
+      printJson({ created: result.created, reservation: reservationJson(result.reservation) });
+    });
+  },
+});
+
+function parseMetadata(text: string | undefined): Record<string, unknown> | null {
+  if (text === undefined) return null;
+  if (Buffer.byteLength(text, 'utf8') > MAX_METADATA_BYTES) {
+    throw invalidArgument(`Invalid metadata_json: larger than ${MAX_METADATA_BYTES} bytes.`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw invalidArgument('Invalid metadata_json: must be valid JSON object.');
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw invalidArgument('Invalid metadata_json: must be a JSON object.');
+  }
+  if (text.includes('\0') || JSON.stringify(value).includes('\\u0000')) {
+    throw invalidArgument('Invalid metadata_json: contains a NUL character.');
+  }
+  return value as Record<string, unknown>;
+}

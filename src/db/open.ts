@@ -1,0 +1,89 @@
+import { mkdirSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import { Kysely, SqliteDialect } from 'kysely';
+import { SCHEMA_VERSION } from '../../migrations/index.js';
+import { ReserverError } from '../errors.js';
+import type { Database } from './schema.js';
+
+/** An open reservation database: Kysely for every query, the native handle for pragmas and closing. */
+export interface Ledger {
+  readonly path: string;
+  readonly db: Kysely<Database>;
+  readonly raw: BetterSqlite3.Database;
+  close(): Promise<void>;
+}
+
+/** How long a writer waits for another process's lock before failing (DESIGN: at least 30 s). */
+export const BUSY_TIMEOUT_MS = 30_000;
+
+/**
+ * Open (creating when missing) the database at `path` and bring its schema up to date.
+ *
+ * When `PRAGMA user_version` says the schema is current, that one pragma is all the opening costs;
+ * migrations are loaded and run only otherwise. A folder, or a file that is not SQLite, is refused
+ * before anything is written to it.
+ */
+export async function openLedger(path: string): Promise<Ledger> {
+  const file = resolve(path);
+  refuseFolder(file);
+  mkdirSync(dirname(file), { recursive: true });
+  let raw: BetterSqlite3.Database;
+  try {
+    raw = new BetterSqlite3(file, { timeout: BUSY_TIMEOUT_MS });
+  } catch (error) {
+    throw new ReserverError('GENERAL', `cannot open database ${file}: ${messageOf(error)}`);
+  }
+  try {
+    const version = readUserVersion(raw, file);
+    raw.pragma('foreign_keys = ON');
+    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: raw }) });
+    const ledger: Ledger = { path: file, db, raw, close: () => db.destroy() };
+    if (version !== SCHEMA_VERSION) {
+      if (version > SCHEMA_VERSION) {
+        throw new ReserverError(
+          'GENERAL',
+          `database ${file} has schema version ${version}, newer than this orchesjob-reserver knows (${SCHEMA_VERSION}); upgrade orchesjob-reserver`,
+        );
+      }
+      const { migrate } = await import('./migrate.js');
+      await migrate(ledger);
+    }
+    return ledger;
+  } catch (error) {
+    if (raw.open) raw.close();
+    throw error;
+  }
+}
+
+function refuseFolder(file: string): void {
+  let isFolder = false;
+  try {
+    isFolder = statSync(file).isDirectory();
+  } catch {
+    return; // missing: it will be created
+  }
+  if (isFolder) {
+    throw new ReserverError('INVALID_ARGUMENT', `database path ${file} is a folder, not an SQLite file`);
+  }
+}
+
+function readUserVersion(raw: BetterSqlite3.Database, file: string): number {
+  try {
+    return raw.pragma('user_version', { simple: true }) as number;
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') {
+      throw new ReserverError(
+        'INVALID_ARGUMENT',
+        `${file} is not an orchesjob-reserver database (not an SQLite file); it was left untouched`,
+      );
+    }
+    throw new ReserverError('GENERAL', `cannot read database ${file}: ${messageOf(error)}`);
+  }
+}
+
+/** @internal */
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

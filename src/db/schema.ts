@@ -1,0 +1,49 @@
+import type { Generated } from 'kysely';
+
+/**
+ * The ledger: one row per event, never updated or deleted (triggers refuse both).
+ * Times are epoch seconds, plus milliseconds for latency forensics.
+ */
+export interface ReservationEventsTable {
+  position: Generated<number>;
+  event_id: string;
+  reservation_id: string;
+  version: number;
+  run_key: string;
+  type: string;
+  /** JSON payload of `type`, snake_case keys. */
+  data: string;
+  recorded_at: number;
+  recorded_at_ms: number;
+  actor: string;
+}
+
+/**
+ * The projection the commands read: the Python tool's columns with their names and meanings, plus
+ * the last applied event's `version` and the live claim's owner.
+ */
+export interface ReservationsTable {
+  reservation_id: string;
+  run_key: string;
+  command_json: string;
+  reservation_status: string;
+  job_id: string | null;
+  not_before: number | null;
+  expires_at: number | null;
+  metadata_json: string | null;
+  orchesjob_start_options_json: string;
+  created_at: number;
+  updated_at: number;
+  dispatched_at: number | null;
+  last_error: string | null;
+  version: number;
+  claim_dispatcher_id: string | null;
+  claim_host: string | null;
+  claim_pid: number | null;
+  claimed_at_ms: number | null;
+}
+
+export interface Database {
+  reservation_events: ReservationEventsTable;
+  reservations: ReservationsTable;
+}

@@ -1,0 +1,150 @@
+import type { Reservation, ReservationState } from './evolve.js';
+import { ALLOWED_FROM, statusOf } from './evolve.js';
+import type { ClaimOwner, EventType, NewEvent, ReservationStatus } from './types.js';
+
+/** What a caller asks of a reservation. Clock readings arrive here, never read inside `decide`. */
+export type ReservationCommand =
+  | {
+      readonly type: 'Reserve';
+      readonly command: readonly string[];
+      readonly orchesjobStartOptions: readonly string[];
+      readonly metadata: Readonly<Record<string, unknown>> | null;
+      readonly notBefore: number | null;
+      readonly expiresAt: number | null;
+    }
+  | {
+      readonly type: 'Claim';
+      readonly owner: ClaimOwner;
+      readonly argv: readonly string[];
+      readonly nowMs: number;
+    }
+  | { readonly type: 'RecordDispatch'; readonly jobId: string; readonly recovered?: boolean }
+  | { readonly type: 'RecordFailure'; readonly error: string; readonly exitCode: number | null }
+  | { readonly type: 'Expire'; readonly nowMs: number }
+  | { readonly type: 'Cancel' }
+  | { readonly type: 'Clean' }
+  | { readonly type: 'ReleaseClaim'; readonly reason: string };
+
+/** The event type each command leads to. */
+const EVENT_OF: { readonly [C in ReservationCommand['type']]: EventType } = {
+  Reserve: 'Reserved',
+  Claim: 'DispatchClaimed',
+  RecordDispatch: 'Dispatched',
+  RecordFailure: 'DispatchFailed',
+  Expire: 'Expired',
+  Cancel: 'Cancelled',
+  Clean: 'Cleaned',
+  ReleaseClaim: 'ClaimReleased',
+};
+
+/** The command is not allowed in the reservation's current status (or not yet, for `Claim`). */
+export class IllegalTransitionError extends Error {
+  constructor(
+    readonly command: ReservationCommand['type'],
+    readonly from: ReservationStatus | 'NONE',
+    detail?: string,
+  ) {
+    super(detail ?? `cannot ${command} a reservation in status ${from}`);
+    this.name = 'IllegalTransitionError';
+  }
+}
+
+/** Most `failed` dispatch errors come from orchesjob's stderr; keep the ledger and the log bounded. */
+export const MAX_ERROR_CHARS = 4000;
+
+/**
+ * Decide which events a command produces. Pure: the state, the command and the clock reading in it
+ * are all it knows. Throws `IllegalTransitionError` when the state machine forbids the command.
+ *
+ * `Reserve` is decided against the run key's live reservation (or null): a live one makes it a no-op,
+ * which is what makes `reserve` idempotent.
+ */
+export function decide(state: ReservationState, command: ReservationCommand): NewEvent[] {
+  const from = statusOf(state);
+  if (command.type === 'Reserve') {
+    if (from !== 'NONE') return [];
+    return [
+      {
+        type: 'Reserved',
+        data: {
+          command: command.command,
+          orchesjob_start_options: command.orchesjobStartOptions,
+          metadata: command.metadata,
+          not_before: command.notBefore,
+          expires_at: command.expiresAt,
+        },
+      },
+    ];
+  }
+  if (!ALLOWED_FROM[EVENT_OF[command.type]].includes(from)) {
+    throw new IllegalTransitionError(command.type, from);
+  }
+  const live = state as Reservation;
+  switch (command.type) {
+    case 'Claim': {
+      const dueMs = dueAtMs(live);
+      if (command.nowMs < dueMs) {
+        throw new IllegalTransitionError('Claim', from, `reservation is not due until ${live.notBefore}`);
+      }
+      if (isExpiredAt(live, command.nowMs)) {
+        throw new IllegalTransitionError('Claim', from, `reservation expired at ${live.expiresAt}`);
+      }
+      return [
+        {
+          type: 'DispatchClaimed',
+          data: {
+            dispatcher_id: command.owner.dispatcher_id,
+            host: command.owner.host,
+            pid: command.owner.pid,
+            argv: command.argv,
+            late_by_ms: Math.max(0, command.nowMs - dueMs),
+          },
+        },
+      ];
+    }
+    case 'RecordDispatch':
+      if (command.jobId === '') throw new IllegalTransitionError('RecordDispatch', from, 'job id is empty');
+      return [
+        {
+          type: 'Dispatched',
+          data: command.recovered ? { job_id: command.jobId, recovered: true } : { job_id: command.jobId },
+        },
+      ];
+    case 'RecordFailure':
+      return [
+        {
+          type: 'DispatchFailed',
+          data: { error: command.error.slice(0, MAX_ERROR_CHARS), exit_code: command.exitCode },
+        },
+      ];
+    case 'Expire':
+      if (!isExpiredAt(live, command.nowMs)) {
+        throw new IllegalTransitionError('Expire', from, 'reservation has not reached expires_at');
+      }
+      return [{ type: 'Expired', data: { expires_at: live.expiresAt as number } }];
+    case 'Cancel':
+      return [{ type: 'Cancelled', data: {} }];
+    case 'Clean':
+      return [{ type: 'Cleaned', data: {} }];
+    case 'ReleaseClaim':
+      return [{ type: 'ClaimReleased', data: { reason: command.reason, previous_owner: ownerOf(live) } }];
+    default: {
+      const unhandled: never = command;
+      throw new Error(`unhandled command ${JSON.stringify(unhandled)}`);
+    }
+  }
+}
+
+/** When a reservation becomes due, in epoch milliseconds: `not_before`, else its creation. */
+export function dueAtMs(r: Reservation): number {
+  return (r.notBefore ?? r.createdAt) * 1000;
+}
+
+/** A reservation with `expires_at` expires at that second: at `now >= expires_at`, as in the Python tool. */
+export function isExpiredAt(r: Reservation, nowMs: number): boolean {
+  return r.expiresAt !== null && r.expiresAt * 1000 <= nowMs;
+}
+
+function ownerOf(r: Reservation): ClaimOwner | null {
+  return r.claim === null ? null : { dispatcher_id: r.claim.dispatcher_id, host: r.claim.host, pid: r.claim.pid };
+}

@@ -1,0 +1,141 @@
+import type { ClaimOwner, EventType, ReservationEvent, ReservationStatus } from './types.js';
+import { TERMINAL_STATUSES } from './types.js';
+
+/** The current state of one reservation: what the `reservations` projection row holds. */
+export interface Reservation {
+  readonly reservationId: string;
+  readonly runKey: string;
+  readonly status: ReservationStatus;
+  readonly jobId: string | null;
+  readonly command: readonly string[];
+  readonly orchesjobStartOptions: readonly string[];
+  readonly metadata: Readonly<Record<string, unknown>> | null;
+  readonly notBefore: number | null;
+  readonly expiresAt: number | null;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+  readonly dispatchedAt: number | null;
+  readonly lastError: string | null;
+  /** Version of the last event folded in. */
+  readonly version: number;
+  /** The live claim while DISPATCHING, else null. */
+  readonly claim: (ClaimOwner & { readonly claimedAtMs: number }) | null;
+  /** True once `Cleaned`: the projection row is gone and the run key is free. */
+  readonly cleaned: boolean;
+}
+
+/** A reservation stream before its first event. */
+export type ReservationState = Reservation | null;
+
+export const initialState: ReservationState = null;
+
+/** Where a status may be when an event happens: the state machine of DESIGN.md, as data. */
+export const ALLOWED_FROM: { readonly [T in EventType]: readonly (ReservationStatus | 'NONE')[] } = {
+  Reserved: ['NONE'],
+  DispatchClaimed: ['RESERVED'],
+  Expired: ['RESERVED'],
+  Cancelled: ['RESERVED', 'DISPATCH_FAILED', 'EXPIRED'],
+  Dispatched: ['DISPATCHING'],
+  DispatchFailed: ['DISPATCHING'],
+  ClaimReleased: ['DISPATCHING'],
+  Cleaned: TERMINAL_STATUSES,
+};
+
+/** `last_error` text the Python tool wrote; SQL and scripts match on it. */
+export const EXPIRED_ERROR = 'expired before dispatch';
+export const RECOVERED_ERROR = 'recovered from DISPATCHING';
+
+/** The status an event may follow, or 'NONE' for an empty (or cleaned) stream. */
+export function statusOf(state: ReservationState): ReservationStatus | 'NONE' {
+  return state === null || state.cleaned ? 'NONE' : state.status;
+}
+
+/** Thrown by `evolve` when the ledger holds an event its state cannot follow (a corrupt ledger). */
+export class InvalidLedgerError extends Error {
+  constructor(
+    readonly event: ReservationEvent,
+    readonly from: ReservationStatus | 'NONE',
+  ) {
+    super(
+      `ledger event ${event.eventId} (${event.type}, version ${event.version}) of reservation ` +
+        `${event.reservationId} cannot follow status ${from}`,
+    );
+    this.name = 'InvalidLedgerError';
+  }
+}
+
+/**
+ * Apply one event to a reservation's state. Pure: every time comes from the event itself.
+ * The synchronous projection, `replay` and the property tests all fold with this function.
+ */
+export function evolve(state: ReservationState, event: ReservationEvent): Reservation {
+  const from = statusOf(state);
+  if (!ALLOWED_FROM[event.type].includes(from) || (state !== null && state.cleaned)) {
+    throw new InvalidLedgerError(event, from);
+  }
+  if (event.type === 'Reserved') {
+    const d = event.data;
+    return {
+      reservationId: event.reservationId,
+      runKey: event.runKey,
+      status: 'RESERVED',
+      jobId: null,
+      command: d.command,
+      orchesjobStartOptions: d.orchesjob_start_options,
+      metadata: d.metadata,
+      notBefore: d.not_before,
+      expiresAt: d.expires_at,
+      createdAt: event.recordedAt,
+      updatedAt: event.recordedAt,
+      dispatchedAt: null,
+      lastError: null,
+      version: event.version,
+      claim: null,
+      cleaned: false,
+    };
+  }
+  // ALLOWED_FROM guarantees a live state for every other event type.
+  const s = state as Reservation;
+  const next = { ...s, version: event.version, updatedAt: event.recordedAt };
+  switch (event.type) {
+    case 'DispatchClaimed': {
+      const { dispatcher_id, host, pid } = event.data;
+      return {
+        ...next,
+        status: 'DISPATCHING',
+        lastError: null,
+        claim: { dispatcher_id, host, pid, claimedAtMs: event.recordedAtMs },
+      };
+    }
+    case 'Dispatched':
+      return {
+        ...next,
+        status: 'DISPATCHED',
+        jobId: event.data.job_id,
+        dispatchedAt: event.recordedAt,
+        lastError: null,
+        claim: null,
+      };
+    case 'DispatchFailed':
+      return { ...next, status: 'DISPATCH_FAILED', lastError: event.data.error, claim: null };
+    case 'Expired':
+      return { ...next, status: 'EXPIRED', lastError: EXPIRED_ERROR };
+    case 'Cancelled':
+      return { ...next, status: 'CANCELLED', lastError: null };
+    case 'ClaimReleased':
+      return { ...next, status: 'RESERVED', lastError: RECOVERED_ERROR, claim: null };
+    case 'Cleaned':
+      return { ...next, cleaned: true };
+    default: {
+      const unhandled: never = event;
+      throw new Error(`unhandled event ${JSON.stringify(unhandled)}`);
+    }
+  }
+}
+
+/** Fold a reservation's events, oldest first. */
+export function fold(events: Iterable<ReservationEvent>, state: ReservationState = initialState): ReservationState {
+  let current = state;
+  for (const event of events) current = evolve(current, event);
+  return current;
+}

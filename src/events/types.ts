@@ -1,0 +1,145 @@
+/**
+ * The reservation ledger's vocabulary.
+ *
+ * Glossary
+ * - reservation: the intent to run one command for one run key, at or after `not_before`, before
+ *   `expires_at`. It is a stream of events keyed by `reservation_id`; its current state is the fold
+ *   of those events (see `evolve`).
+ * - run key: the caller's idempotency key. At most one live (not cleaned) reservation holds a run key;
+ *   `clean` frees it for a new reservation, which is a new stream.
+ * - claim: a dispatcher's exclusive right to start one reservation (`DispatchClaimed`). It names its
+ *   owner (dispatcher id, host, pid) so that only claims of owners that are gone are ever released.
+ * - dispatch: the `orchesjob start` call a claim leads to; it ends in `Dispatched` (a job id) or
+ *   `DispatchFailed` (orchesjob's exit code and stderr).
+ * - position: an event's place in the whole ledger (`reservation_events.position`), the order in which
+ *   the dispatcher prints its JSON Lines and in which `replay` folds.
+ * - version: an event's place within its reservation, 1..n without gaps; `UNIQUE(reservation_id,
+ *   version)` makes a concurrent writer fail instead of forking the stream.
+ *
+ * Event data is stored as JSON with snake_case keys, so that SQL audits can read it with
+ * `json_extract(data, '$.job_id')`.
+ */
+
+/** The statuses of the Python tool, unchanged: SQL and scripts written against it read them. */
+export const RESERVATION_STATUSES = [
+  'RESERVED',
+  'DISPATCHING',
+  'DISPATCHED',
+  'CANCELLED',
+  'EXPIRED',
+  'DISPATCH_FAILED',
+] as const;
+export type ReservationStatus = (typeof RESERVATION_STATUSES)[number];
+
+/** Statuses `clean` may delete (the Python tool's terminal set). */
+export const TERMINAL_STATUSES: readonly ReservationStatus[] = [
+  'DISPATCHED',
+  'CANCELLED',
+  'EXPIRED',
+  'DISPATCH_FAILED',
+];
+
+export const EVENT_TYPES = [
+  'Reserved',
+  'DispatchClaimed',
+  'Dispatched',
+  'DispatchFailed',
+  'Expired',
+  'Cancelled',
+  'Cleaned',
+  'ClaimReleased',
+] as const;
+export type EventType = (typeof EVENT_TYPES)[number];
+
+/** A reservation was accepted. Everything a dispatch needs is here; nothing else ever changes it. */
+export interface ReservedData {
+  readonly command: readonly string[];
+  readonly orchesjob_start_options: readonly string[];
+  /** The caller's metadata object, or null. */
+  readonly metadata: Readonly<Record<string, unknown>> | null;
+  readonly not_before: number | null;
+  readonly expires_at: number | null;
+  /** True when this event was written while adopting a database of the Python tool. */
+  readonly imported?: boolean;
+}
+
+/** Who holds a claim: enough to tell later whether that process still exists. */
+export interface ClaimOwner {
+  readonly dispatcher_id: string;
+  readonly host: string;
+  readonly pid: number;
+}
+
+/** A dispatcher claimed the reservation and is about to call `orchesjob start`. */
+export interface DispatchClaimedData extends ClaimOwner {
+  /** The full `orchesjob start` argv, orchesjob's path first. */
+  readonly argv: readonly string[];
+  /** How long after `not_before` (or creation) the claim happened, in milliseconds. */
+  readonly late_by_ms: number;
+}
+
+/** `orchesjob start` returned a job id. */
+export interface DispatchedData {
+  readonly job_id: string;
+  /** True when the job was found by asking orchesjob after a crash, not from the start's output. */
+  readonly recovered?: boolean;
+}
+
+/** `orchesjob start` did not return a job id. */
+export interface DispatchFailedData {
+  /** Human-readable cause: orchesjob's exit code and stderr, trimmed to 4000 characters. */
+  readonly error: string;
+  readonly exit_code: number | null;
+}
+
+/** `expires_at` passed before the reservation was claimed. */
+export interface ExpiredData {
+  readonly expires_at: number;
+}
+
+/** A person or script cancelled the reservation before dispatch. */
+export type CancelledData = Readonly<Record<string, never>>;
+
+/** `clean` removed the reservation from the projection; its history stays in the ledger. */
+export type CleanedData = Readonly<Record<string, never>>;
+
+/** A claim whose owner is gone was handed back: DISPATCHING -> RESERVED. */
+export interface ClaimReleasedData {
+  readonly reason: string;
+  readonly previous_owner: ClaimOwner | null;
+}
+
+export interface EventDataByType {
+  Reserved: ReservedData;
+  DispatchClaimed: DispatchClaimedData;
+  Dispatched: DispatchedData;
+  DispatchFailed: DispatchFailedData;
+  Expired: ExpiredData;
+  Cancelled: CancelledData;
+  Cleaned: CleanedData;
+  ClaimReleased: ClaimReleasedData;
+}
+
+/** What `decide` returns: the fact, before the ledger gives it an id, a version and a time. */
+export type NewEvent = {
+  [T in EventType]: { readonly type: T; readonly data: EventDataByType[T] };
+}[EventType];
+
+/** The envelope every stored event has. */
+export interface EventMeta {
+  readonly eventId: string;
+  readonly reservationId: string;
+  readonly runKey: string;
+  readonly version: number;
+  /** Epoch seconds, the unit of every time in this project's tables. */
+  readonly recordedAt: number;
+  /** Epoch milliseconds, for latency forensics. */
+  readonly recordedAtMs: number;
+  /** `cli:reserve`, `cli:cancel`, `dispatcher:<id>`, `import` ... */
+  readonly actor: string;
+}
+
+/** A ledger event. `position` is known once it has been appended. */
+export type ReservationEvent = NewEvent & EventMeta & { readonly position?: number };
+
+export type EventOf<T extends EventType> = Extract<ReservationEvent, { type: T }>;

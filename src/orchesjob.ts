@@ -1,0 +1,81 @@
+import { spawn } from 'node:child_process';
+import { ReserverError } from './errors.js';
+
+/**
+ * Calls to the `orchesjob` program, always without a shell: every argument reaches it as given.
+ */
+
+/** What one orchesjob call did. `code` is null when it was killed by a signal. */
+export interface OrchesjobOutcome {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Run `bin args...`, collect its output. A missing executable is a general error naming it. */
+export function callOrchesjob(bin: string, args: readonly string[]): Promise<OrchesjobOutcome> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
+    child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
+    child.on('error', (error: NodeJS.ErrnoException) => {
+      reject(
+        new ReserverError(
+          'GENERAL',
+          error.code === 'ENOENT'
+            ? `orchesjob executable not found: ${bin} (set --orchesjob-bin or ORCHESJOB_BIN)`
+            : `cannot run orchesjob (${bin}): ${error.message}`,
+        ),
+      );
+    });
+    child.on('close', (code, signal) => {
+      resolve({
+        code,
+        signal,
+        stdout: Buffer.concat(out).toString('utf8'),
+        stderr: Buffer.concat(err).toString('utf8'),
+      });
+    });
+  });
+}
+
+/**
+ * True when orchesjob's argument parser rejected the subcommand itself: the real orchesjob has no
+ * `result` and no `cancel`, and argparse then exits 2 with `invalid choice`.
+ */
+export function rejectedSubcommand(outcome: OrchesjobOutcome): boolean {
+  return outcome.code === 2 && outcome.stderr.includes('invalid choice');
+}
+
+/**
+ * Call the documented subcommand; when orchesjob does not know it, call `fallback` instead.
+ * Returns what the call that counts printed, unchanged.
+ */
+export async function callWithFallback(
+  bin: string,
+  args: readonly string[],
+  fallback: readonly string[],
+): Promise<OrchesjobOutcome> {
+  const first = await callOrchesjob(bin, args);
+  return rejectedSubcommand(first) ? callOrchesjob(bin, fallback) : first;
+}
+
+/** Pass orchesjob's output and exit status through unchanged (`result`, `cancel`). */
+export function proxyOutcome(outcome: OrchesjobOutcome): void {
+  process.stdout.write(outcome.stdout);
+  process.stderr.write(outcome.stderr);
+  process.exitCode = outcome.code ?? 1;
+}
+
+/** A one-line description of a failed call, for errors and `last_error`. */
+export function describeFailure(bin: string, args: readonly string[], outcome: OrchesjobOutcome): string {
+  const how = outcome.code === null ? `killed by ${outcome.signal}` : `exit_code=${outcome.code}`;
+  return `orchesjob command failed: ${[bin, ...args].map(shellQuote).join(' ')}\n${how}\nstderr=${outcome.stderr.trim()}`;
+}
+
+function shellQuote(arg: string): string {
+  return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", `'"'"'`)}'`;
+}

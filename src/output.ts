@@ -1,0 +1,49 @@
+import type { Reservation } from './events/index.js';
+import { sortKeys } from './projections/reservations.js';
+
+/** The contract's JSON: keys sorted, 2-space indent, UTF-8 unescaped (Python's `indent=2, sort_keys=True`). */
+export function formatJson(value: unknown): string {
+  return JSON.stringify(sortKeys(value), null, 2);
+}
+
+/** Print the one JSON document a successful command outputs. */
+export function printJson(value: unknown): void {
+  process.stdout.write(`${formatJson(value)}\n`);
+}
+
+/** The failure line: `{"error": "..."}`, spaced as the Python tool printed it. */
+export function errorLine(message: string): string {
+  return `{"error": ${JSON.stringify(message)}}`;
+}
+
+/** Epoch seconds -> `2026-05-04T10:00:00+00:00` (UTC, whole seconds), or null. */
+export function isoUtc(seconds: number | null): string | null {
+  if (seconds === null) return null;
+  const date = new Date(seconds * 1000);
+  if (Number.isNaN(date.getTime())) return null;
+  return `${date.toISOString().slice(0, 19)}+00:00`;
+}
+
+/** The 18-key reservation object every command prints; unset values are null, never missing. */
+export function reservationJson(r: Reservation): Record<string, unknown> {
+  return {
+    reservation_id: r.reservationId,
+    run_key: r.runKey,
+    reservation_status: r.status,
+    job_id: r.jobId,
+    command: r.command,
+    orchesjob_start_options: r.orchesjobStartOptions,
+    metadata: r.metadata,
+    not_before: r.notBefore,
+    not_before_iso: isoUtc(r.notBefore),
+    expires_at: r.expiresAt,
+    expires_at_iso: isoUtc(r.expiresAt),
+    created_at: r.createdAt,
+    created_at_iso: isoUtc(r.createdAt),
+    updated_at: r.updatedAt,
+    updated_at_iso: isoUtc(r.updatedAt),
+    dispatched_at: r.dispatchedAt,
+    dispatched_at_iso: isoUtc(r.dispatchedAt),
+    last_error: r.lastError,
+  };
+}

@@ -1,0 +1,159 @@
+import type { Insertable, Kysely, Selectable } from 'kysely';
+import type { Database, ReservationsTable } from '../db/schema.js';
+import type { Reservation, ReservationStatus } from '../events/index.js';
+import { TERMINAL_STATUSES } from '../events/index.js';
+
+/** A `reservations` row as SQLite returns it. */
+export type ReservationRow = Selectable<ReservationsTable>;
+
+type Reader = Kysely<Database>;
+
+/** Row -> domain. Rows stay snake_case; the domain is camelCase. */
+export function rowToReservation(row: ReservationRow): Reservation {
+  return {
+    reservationId: row.reservation_id,
+    runKey: row.run_key,
+    status: row.reservation_status as ReservationStatus,
+    jobId: row.job_id,
+    command: JSON.parse(row.command_json) as string[],
+    orchesjobStartOptions: JSON.parse(row.orchesjob_start_options_json || '[]') as string[],
+    metadata: row.metadata_json === null ? null : (JSON.parse(row.metadata_json) as Record<string, unknown>),
+    notBefore: row.not_before,
+    expiresAt: row.expires_at,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    dispatchedAt: row.dispatched_at,
+    lastError: row.last_error,
+    version: row.version,
+    claim:
+      row.claim_dispatcher_id === null
+        ? null
+        : {
+            dispatcher_id: row.claim_dispatcher_id,
+            host: row.claim_host ?? '',
+            pid: row.claim_pid ?? 0,
+            claimedAtMs: row.claimed_at_ms ?? 0,
+          },
+    cleaned: false,
+  };
+}
+
+/**
+ * Domain -> row. JSON columns are written compact with sorted keys, as the Python tool wrote them, so
+ * that SQL comparing `metadata_json` text keeps matching.
+ */
+export function reservationToRow(r: Reservation): Insertable<ReservationsTable> {
+  return {
+    reservation_id: r.reservationId,
+    run_key: r.runKey,
+    command_json: canonicalJson(r.command),
+    reservation_status: r.status,
+    job_id: r.jobId,
+    not_before: r.notBefore,
+    expires_at: r.expiresAt,
+    metadata_json: r.metadata === null ? null : canonicalJson(r.metadata),
+    orchesjob_start_options_json: canonicalJson(r.orchesjobStartOptions),
+    created_at: r.createdAt,
+    updated_at: r.updatedAt,
+    dispatched_at: r.dispatchedAt,
+    last_error: r.lastError,
+    version: r.version,
+    claim_dispatcher_id: r.claim?.dispatcher_id ?? null,
+    claim_host: r.claim?.host ?? null,
+    claim_pid: r.claim?.pid ?? null,
+    claimed_at_ms: r.claim?.claimedAtMs ?? null,
+  };
+}
+
+/**
+ * Write a reservation's new state to the projection: upsert the row, or delete it once cleaned.
+ * Called only by the ledger's write path, in the transaction that appended the events.
+ */
+export async function writeProjection(tx: Reader, r: Reservation): Promise<void> {
+  if (r.cleaned) {
+    await tx.deleteFrom('reservations').where('reservation_id', '=', r.reservationId).execute();
+    return;
+  }
+  const row = reservationToRow(r);
+  const { reservation_id: _id, ...changes } = row;
+  await tx
+    .insertInto('reservations')
+    .values(row)
+    .onConflict((oc) => oc.column('reservation_id').doUpdateSet(changes))
+    .execute();
+}
+
+export async function findByRunKey(db: Reader, runKey: string): Promise<Reservation | null> {
+  const row = await db.selectFrom('reservations').selectAll().where('run_key', '=', runKey).executeTakeFirst();
+  return row === undefined ? null : rowToReservation(row);
+}
+
+export async function findById(db: Reader, reservationId: string): Promise<Reservation | null> {
+  const row = await db
+    .selectFrom('reservations')
+    .selectAll()
+    .where('reservation_id', '=', reservationId)
+    .executeTakeFirst();
+  return row === undefined ? null : rowToReservation(row);
+}
+
+/** `list`: newest `created_at` first (ties: newest id first), optionally one status. */
+export async function listReservations(
+  db: Reader,
+  filter: { status: ReservationStatus | null; limit: number },
+): Promise<Reservation[]> {
+  let query = db.selectFrom('reservations').selectAll();
+  if (filter.status !== null) query = query.where('reservation_status', '=', filter.status);
+  const rows = await query
+    .orderBy('created_at', 'desc')
+    .orderBy('reservation_id', 'desc')
+    .limit(filter.limit)
+    .execute();
+  return rows.map(rowToReservation);
+}
+
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(sortKeys(value));
+}
+
+/** Recursively rebuild objects with their keys in code-point order (Python's `sort_keys=True`). */
+export function sortKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(sortKeys);
+  if (value !== null && typeof value === 'object') {
+    // A null prototype keeps a `__proto__` key of user metadata an ordinary property.
+    const out = Object.create(null) as Record<string, unknown>;
+    for (const key of Object.keys(value).sort()) out[key] = sortKeys((value as Record<string, unknown>)[key]);
+    return out;
+  }
+  return value;
+}
+
+/** What `clean` selects: terminal reservations, by one id, or by run key and an `updated_at` range. */
+export type CleanSelection =
+  | { readonly by: 'job_id'; readonly jobId: string }
+  | { readonly by: 'reservation_id'; readonly reservationId: string }
+  | {
+      readonly by: 'range';
+      readonly runKey: string | null;
+      /** `updated_at < before` */
+      readonly before: number | null;
+      /** `updated_at >= after` */
+      readonly after: number | null;
+    };
+
+/** Terminal reservations matching a selection, oldest `updated_at` first. */
+export async function findCleanable(db: Reader, selection: CleanSelection): Promise<Reservation[]> {
+  let query = db
+    .selectFrom('reservations')
+    .selectAll()
+    .where('reservation_status', 'in', TERMINAL_STATUSES as ReservationStatus[]);
+  if (selection.by === 'job_id') query = query.where('job_id', '=', selection.jobId);
+  else if (selection.by === 'reservation_id') query = query.where('reservation_id', '=', selection.reservationId);
+  else {
+    if (selection.runKey !== null) query = query.where('run_key', '=', selection.runKey);
+    if (selection.before !== null) query = query.where('updated_at', '<', selection.before);
+    if (selection.after !== null) query = query.where('updated_at', '>=', selection.after);
+  }
+  const rows = await query.orderBy('updated_at').orderBy('reservation_id').execute();
+  return rows.map(rowToReservation);
+}
