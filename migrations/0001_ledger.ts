@@ -63,6 +63,7 @@ export const ledger: Migration = {
       .addColumn('last_error', 'text')
       .execute();
     const added: [string, 'integer' | 'text'][] = [
+      ['created_at_ms', 'integer'],
       ['claim_dispatcher_id', 'text'],
       ['claim_host', 'text'],
       ['claim_pid', 'integer'],

@@ -70,12 +70,7 @@ export function proxyOutcome(outcome: OrchesjobOutcome): void {
   process.exitCode = outcome.code ?? 1;
 }
 
-/** A one-line description of a failed call, for errors and `last_error`. */
-export function describeFailure(bin: string, args: readonly string[], outcome: OrchesjobOutcome): string {
-  const how = outcome.code === null ? `killed by ${outcome.signal}` : `exit_code=${outcome.code}`;
-  return `orchesjob command failed: ${[bin, ...args].map(shellQuote).join(' ')}\n${how}\nstderr=${outcome.stderr.trim()}`;
-}
-
-function shellQuote(arg: string): string {
-  return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", `'"'"'`)}'`;
+/** Quote an argv for a human reading an error message (not for a shell: nothing is run through one). */
+export function shellJoin(argv: readonly string[]): string {
+  return argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", `'"'"'`)}'`)).join(' ');
 }

@@ -1,1 +1,97 @@
-import { defineCommand } from "citty"; export default defineCommand({ meta: { name: "run" }, run() { throw new Error("run: not yet"); } });
+import { defineCommand } from 'citty';
+import type { Flags } from '../argv.js';
+import { openLedger } from '../db/open.js';
+import { invalidArgument } from '../errors.js';
+import { Dispatcher } from '../dispatcher/dispatcher.js';
+import { commonArgs, dbPath, list, orchesjobBin, parseOrHelp, str } from './shared.js';
+
+export default defineCommand({
+  meta: {
+    name: 'run',
+    description:
+      'Run the foreground dispatcher: expire due reservations, start ready ones with `orchesjob start --run-key K <global options> <reservation options> -- CMD`, and print one JSON line per ledger event on stdout (dispatcher_error lines on stderr). SIGTERM/SIGINT: finish the starts in flight, print reserver_stopped, exit 0; a second signal exits at once.\n\n' +
+      'Usage: orchesjob-reserver run [--poll-interval SECONDS] [--error-sleep SECONDS] [--start-timeout SECONDS] [--max-concurrent-starts N] [--orchesjob-start-option OPTION]... [--db PATH] [--orchesjob-bin PATH]\n' +
+      'Exit codes: 0 stopped by a signal, 1 general error (e.g. database unusable at start), 2 invalid arguments.\n' +
+      'Example: orchesjob-reserver run --db /var/lib/orchesjob/reserver.sqlite3',
+  },
+  args: {
+    'poll-interval': {
+      type: 'string',
+      valueHint: 'SECONDS',
+      description: 'Longest sleep when there is no work (reservations fire on time whatever it is). Default: 2.0',
+    },
+    'error-sleep': { type: 'string', valueHint: 'SECONDS', description: 'Sleep after an unexpected dispatcher error. Default: 5.0' },
+    'start-timeout': {
+      type: 'string',
+      valueHint: 'SECONDS',
+      description: 'A start that has not returned by then fails and its process group is killed. Default: 60',
+    },
+    'max-concurrent-starts': {
+      type: 'string',
+      valueHint: 'N',
+      description: 'Starts of different reservations that may run at once. Default: 4',
+    },
+    ...commonArgs,
+  },
+  async run(ctx) {
+    const parsed = await parseOrHelp(ctx);
+    if (parsed === null) return;
+    const { flags } = parsed;
+    const pollIntervalMs = seconds(flags, 'poll-interval', 2.0);
+    const errorSleepMs = seconds(flags, 'error-sleep', 5.0);
+    const startTimeoutMs = seconds(flags, 'start-timeout', 60);
+    const maxConcurrentStarts = positiveInteger(flags, 'max-concurrent-starts', 4);
+    const bin = orchesjobBin(flags);
+    const path = dbPath(flags);
+    const ledger = await openLedger(path);
+    const dispatcher = new Dispatcher({
+      ledger,
+      dbLabel: path,
+      orchesjobBin: bin,
+      startOptions: list(flags, 'orchesjob-start-option'),
+      pollIntervalMs,
+      errorSleepMs,
+      startTimeoutMs,
+      maxConcurrentStarts,
+    });
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals) => {
+      signals++;
+      if (signals > 1) {
+        // Claims left behind are released by the next start's recovery.
+        process.stderr.write(`orchesjob-reserver run: second ${signal}, exiting now\n`);
+        process.exit(signal === 'SIGINT' ? 130 : 143);
+      }
+      dispatcher.stop();
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+    try {
+      await dispatcher.run();
+    } finally {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      await ledger.close();
+    }
+  },
+});
+
+function seconds(flags: Flags, name: string, fallback: number): number {
+  const value = str(flags, name);
+  if (value === undefined) return fallback * 1000;
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n <= 0) {
+    throw invalidArgument(`Invalid --${name}: ${JSON.stringify(value)} (a positive number of seconds).`);
+  }
+  return n * 1000;
+}
+
+function positiveInteger(flags: Flags, name: string, fallback: number): number {
+  const value = str(flags, name);
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n <= 0) {
+    throw invalidArgument(`Invalid --${name}: ${JSON.stringify(value)} (a positive integer).`);
+  }
+  return n;
+}

@@ -37,6 +37,7 @@ export interface ReservationsTable {
   dispatched_at: number | null;
   last_error: string | null;
   version: number;
+  created_at_ms: number | null;
   claim_dispatcher_id: string | null;
   claim_host: string | null;
   claim_pid: number | null;

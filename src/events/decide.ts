@@ -14,7 +14,7 @@ export type ReservationCommand =
     }
   | {
       readonly type: 'Claim';
-      readonly owner: ClaimOwner;
+      readonly owner: ClaimOwner & { readonly process_start?: string | null };
       readonly argv: readonly string[];
       readonly nowMs: number;
     }
@@ -96,6 +96,7 @@ export function decide(state: ReservationState, command: ReservationCommand): Ne
             dispatcher_id: command.owner.dispatcher_id,
             host: command.owner.host,
             pid: command.owner.pid,
+            ...(command.owner.process_start === undefined ? {} : { process_start: command.owner.process_start }),
             argv: command.argv,
             late_by_ms: Math.max(0, command.nowMs - dueMs),
           },
@@ -137,7 +138,7 @@ export function decide(state: ReservationState, command: ReservationCommand): Ne
 
 /** When a reservation becomes due, in epoch milliseconds: `not_before`, else its creation. */
 export function dueAtMs(r: Reservation): number {
-  return (r.notBefore ?? r.createdAt) * 1000;
+  return r.notBefore === null ? r.createdAtMs : r.notBefore * 1000;
 }
 
 /** A reservation with `expires_at` expires at that second: at `now >= expires_at`, as in the Python tool. */

@@ -13,6 +13,8 @@ export interface Reservation {
   readonly notBefore: number | null;
   readonly expiresAt: number | null;
   readonly createdAt: number;
+  /** Creation in epoch milliseconds: when a reservation without `not_before` became due. */
+  readonly createdAtMs: number;
   readonly updatedAt: number;
   readonly dispatchedAt: number | null;
   readonly lastError: string | null;
@@ -86,6 +88,7 @@ export function evolve(state: ReservationState, event: ReservationEvent): Reserv
       notBefore: d.not_before,
       expiresAt: d.expires_at,
       createdAt: event.recordedAt,
+      createdAtMs: event.recordedAtMs,
       updatedAt: event.recordedAt,
       dispatchedAt: null,
       lastError: null,

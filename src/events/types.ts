@@ -76,6 +76,11 @@ export interface DispatchClaimedData extends ClaimOwner {
   readonly argv: readonly string[];
   /** How long after `not_before` (or creation) the claim happened, in milliseconds. */
   readonly late_by_ms: number;
+  /**
+   * The owner process's start (Linux: boot id and start tick), so that a pid reused after the owner
+   * died is not mistaken for it; null where the platform cannot tell.
+   */
+  readonly process_start?: string | null;
 }
 
 /** `orchesjob start` returned a job id. */

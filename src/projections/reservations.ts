@@ -1,4 +1,5 @@
 import type { Insertable, Kysely, Selectable } from 'kysely';
+import { sql } from 'kysely';
 import type { Database, ReservationsTable } from '../db/schema.js';
 import type { Reservation, ReservationStatus } from '../events/index.js';
 import { TERMINAL_STATUSES } from '../events/index.js';
@@ -21,6 +22,7 @@ export function rowToReservation(row: ReservationRow): Reservation {
     notBefore: row.not_before,
     expiresAt: row.expires_at,
     createdAt: row.created_at,
+    createdAtMs: row.created_at_ms ?? row.created_at * 1000,
     updatedAt: row.updated_at,
     dispatchedAt: row.dispatched_at,
     lastError: row.last_error,
@@ -58,6 +60,7 @@ export function reservationToRow(r: Reservation): Insertable<ReservationsTable> 
     dispatched_at: r.dispatchedAt,
     last_error: r.lastError,
     version: r.version,
+    created_at_ms: r.createdAtMs,
     claim_dispatcher_id: r.claim?.dispatcher_id ?? null,
     claim_host: r.claim?.host ?? null,
     claim_pid: r.claim?.pid ?? null,
@@ -155,5 +158,67 @@ export async function findCleanable(db: Reader, selection: CleanSelection): Prom
     if (selection.after !== null) query = query.where('updated_at', '>=', selection.after);
   }
   const rows = await query.orderBy('updated_at').orderBy('reservation_id').execute();
+  return rows.map(rowToReservation);
+}
+
+/**
+ * The dispatcher's ready queue: RESERVED, due (`COALESCE(not_before, created_at) <= now`) and not
+ * expired, in the Python tool's order. Served by `idx_reservations_ready`.
+ */
+export async function findReady(db: Reader, nowSec: number, limit: number): Promise<Reservation[]> {
+  const rows = await db
+    .selectFrom('reservations')
+    .selectAll()
+    .where('reservation_status', '=', 'RESERVED')
+    .where(sql<number>`COALESCE(not_before, created_at)`, '<=', nowSec)
+    .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', nowSec)]))
+    .orderBy(sql`COALESCE(not_before, created_at)`)
+    .orderBy('created_at')
+    .limit(limit)
+    .execute();
+  return rows.map(rowToReservation);
+}
+
+/** RESERVED reservations whose `expires_at` has come (`expires_at <= now`). */
+export async function findExpiring(db: Reader, nowSec: number): Promise<Reservation[]> {
+  const rows = await db
+    .selectFrom('reservations')
+    .selectAll()
+    .where('reservation_status', '=', 'RESERVED')
+    .where('expires_at', '<=', nowSec)
+    .orderBy('expires_at')
+    .orderBy('reservation_id')
+    .execute();
+  return rows.map(rowToReservation);
+}
+
+/**
+ * The earliest second at which a RESERVED reservation becomes due or expires, or null when none
+ * waits: the dispatcher sleeps until then (or its poll interval, whichever comes first).
+ */
+export async function nextDueAt(db: Reader): Promise<number | null> {
+  const due = await db
+    .selectFrom('reservations')
+    .select(sql<number | null>`MIN(COALESCE(not_before, created_at))`.as('at'))
+    .where('reservation_status', '=', 'RESERVED')
+    .executeTakeFirst();
+  const expiry = await db
+    .selectFrom('reservations')
+    .select((eb) => eb.fn.min('expires_at').as('at'))
+    .where('reservation_status', '=', 'RESERVED')
+    .where('expires_at', 'is not', null)
+    .executeTakeFirst();
+  const times = [due?.at, expiry?.at].filter((t): t is number => typeof t === 'number');
+  return times.length === 0 ? null : Math.min(...times);
+}
+
+/** Every live claim (DISPATCHING), for start-up recovery. */
+export async function findClaimed(db: Reader): Promise<Reservation[]> {
+  const rows = await db
+    .selectFrom('reservations')
+    .selectAll()
+    .where('reservation_status', '=', 'DISPATCHING')
+    .orderBy('updated_at')
+    .execute();
   return rows.map(rowToReservation);
 }

@@ -1,0 +1,307 @@
+import { watch } from 'node:fs';
+import type { FSWatcher } from 'node:fs';
+import { basename, dirname } from 'node:path';
+import { ulid } from 'ulid';
+import type { Ledger } from '../db/open.js';
+import { messageOf } from '../db/open.js';
+import type { Reservation, ReservationState } from '../events/index.js';
+import { fold, IllegalTransitionError } from '../events/index.js';
+import type { StoredEvent } from '../events/store.js';
+import { lastPosition, readEventsAfter, readStream } from '../events/store.js';
+import { applyCommand, write } from '../ledger.js';
+import { findById, findExpiring, findReady, nextDueAt } from '../projections/reservations.js';
+import type { LogLine } from './log.js';
+import { eventLine, formatLine, lifecycleLine } from './log.js';
+import { selfOwner } from './owner.js';
+import { recoverStaleClaims } from './recovery.js';
+import type { StartOutcome } from './start.js';
+import { runStart, startArgv } from './start.js';
+
+export interface DispatcherOptions {
+  readonly ledger: Ledger;
+  /** The database path as given, for `reserver_started`. */
+  readonly dbLabel: string;
+  readonly orchesjobBin: string;
+  /** Global options, before each reservation's own. */
+  readonly startOptions: readonly string[];
+  readonly pollIntervalMs: number;
+  readonly errorSleepMs: number;
+  readonly startTimeoutMs: number;
+  readonly maxConcurrentStarts: number;
+  /** Where JSON Lines go (stdout) and `dispatcher_error` lines go (stderr). */
+  readonly out?: (line: string) => void;
+  readonly err?: (line: string) => void;
+  readonly clock?: () => number;
+}
+
+/**
+ * The long-lived dispatcher (`orchesjob-reserver run`).
+ *
+ * Each wake: expire due reservations, claim ready ones (up to `maxConcurrentStarts` starts in flight),
+ * start them, and print every new ledger event as a JSON line. It sleeps until the earliest of its poll
+ * interval and the next `not_before`/`expires_at`, and wakes early when the database file changes
+ * (another process wrote) or a start finishes. Starts run concurrently; lines print in ledger order.
+ */
+export class Dispatcher {
+  private readonly opts: Required<DispatcherOptions>;
+  private readonly id = ulid();
+  private readonly owner = selfOwner(this.id);
+  private readonly actor = `dispatcher:${this.id}`;
+  private readonly inFlight = new Set<Promise<void>>();
+  private printedPosition = 0;
+  private printing: Promise<void> = Promise.resolve();
+  private stopping = false;
+  private wakeUp: (() => void) | null = null;
+  /** A wake that came while the loop was busy: the next sleep returns at once. */
+  private wakePending = false;
+  private watcher: FSWatcher | null = null;
+
+  constructor(options: DispatcherOptions) {
+    this.opts = {
+      out: (line) => process.stdout.write(`${line}\n`),
+      err: (line) => process.stderr.write(`${line}\n`),
+      clock: Date.now,
+      ...options,
+    };
+  }
+
+  /** Run until `stop()`; resolves once the starts in flight are recorded and `reserver_stopped` printed. */
+  async run(): Promise<void> {
+    const { ledger } = this.opts;
+    const recovered = await recoverStaleClaims(ledger.db, { actor: this.actor, clock: this.opts.clock });
+    const runStartedAt = this.opts.clock();
+    if (recovered.length > 0) {
+      this.emit(
+        lifecycleLine(
+          'recovered_dispatching',
+          {
+            count: recovered.length,
+            reservation_ids: recovered.map((e) => e.reservationId),
+            positions: recovered.map((e) => e.position),
+          },
+          runStartedAt,
+        ),
+      );
+    }
+    this.emit(
+      lifecycleLine(
+        'reserver_started',
+        {
+          db: this.opts.dbLabel,
+          orchesjob_bin: this.opts.orchesjobBin,
+          orchesjob_start_options: this.opts.startOptions,
+          poll_interval: this.opts.pollIntervalMs / 1000,
+          run_started_at: Math.floor(runStartedAt / 1000),
+          dispatcher_id: this.id,
+          pid: process.pid,
+          max_concurrent_starts: this.opts.maxConcurrentStarts,
+          start_timeout: this.opts.startTimeoutMs / 1000,
+        },
+        runStartedAt,
+      ),
+    );
+    this.printedPosition = await lastPosition(ledger.db);
+    this.watchDatabase();
+    try {
+      while (!this.stopping) {
+        let sleepMs: number;
+        try {
+          sleepMs = await this.tick();
+        } catch (error) {
+          this.reportError(error);
+          sleepMs = this.opts.errorSleepMs;
+        }
+        if (!this.stopping) await this.sleep(sleepMs);
+      }
+      while (this.inFlight.size > 0) await Promise.race(this.inFlight);
+      await this.printNewEvents();
+    } finally {
+      this.watcher?.close();
+    }
+    this.emit(lifecycleLine('reserver_stopped', { dispatcher_id: this.id }, this.opts.clock()));
+  }
+
+  /** Ask the loop to stop: no new claims; starts in flight finish and are recorded. */
+  stop(): void {
+    this.stopping = true;
+    this.wake();
+  }
+
+  /** One pass; returns how long to sleep before the next. */
+  private async tick(): Promise<number> {
+    const { ledger } = this.opts;
+    await this.expireDue();
+    await this.printNewEvents();
+    while (!this.stopping && this.inFlight.size < this.opts.maxConcurrentStarts) {
+      const claimed = await this.claimNext();
+      if (claimed === null) break;
+      await this.printNewEvents(); // orchesjob_start_call is printed before the spawn
+      this.track(this.dispatch(claimed.reservation, claimed.argv));
+    }
+    const now = this.opts.clock();
+    const next = await nextDueAt(ledger.db);
+    let sleepMs = this.opts.pollIntervalMs;
+    if (next !== null) sleepMs = Math.min(sleepMs, next * 1000 - now);
+    if (this.inFlight.size >= this.opts.maxConcurrentStarts && sleepMs <= 0) {
+      // Ready work waits for a free slot: a finishing start wakes the loop.
+      return this.opts.pollIntervalMs;
+    }
+    return Math.max(1, sleepMs);
+  }
+
+  private async expireDue(): Promise<void> {
+    // Read first: the write lock is taken only when there is something to expire.
+    if ((await findExpiring(this.opts.ledger.db, Math.floor(this.opts.clock() / 1000))).length === 0) return;
+    await write(this.opts.ledger.db, async (tx) => {
+      const nowMs = this.opts.clock();
+      for (const reservation of await findExpiring(tx, Math.floor(nowMs / 1000))) {
+        await applyCommand(tx, reservation, { type: 'Expire', nowMs }, { nowMs, actor: this.actor });
+      }
+    });
+  }
+
+  /** Claim the first ready reservation, or return null. The claim is conditional: only from RESERVED. */
+  private async claimNext(): Promise<{ reservation: Reservation; argv: string[] } | null> {
+    if ((await findReady(this.opts.ledger.db, Math.floor(this.opts.clock() / 1000), 1)).length === 0) return null;
+    return write(this.opts.ledger.db, async (tx) => {
+      const nowMs = this.opts.clock();
+      const [ready] = await findReady(tx, Math.floor(nowMs / 1000), 1);
+      if (ready === undefined) return null;
+      const argv = startArgv(this.opts.orchesjobBin, this.opts.startOptions, ready);
+      try {
+        const { reservation } = await applyCommand(
+          tx,
+          ready,
+          { type: 'Claim', owner: this.owner, argv, nowMs },
+          { nowMs, actor: this.actor },
+        );
+        return { reservation, argv };
+      } catch (error) {
+        // Due by the second but not yet by the millisecond: the next wake takes it.
+        if (error instanceof IllegalTransitionError) return null;
+        throw error;
+      }
+    });
+  }
+
+  private async dispatch(reservation: Reservation, argv: string[]): Promise<void> {
+    const outcome = await runStart(argv, this.opts.startTimeoutMs);
+    await this.record(reservation, outcome);
+    await this.printNewEvents();
+  }
+
+  /**
+   * Record a start's outcome. A job id must never be lost: on a database error the outcome is kept
+   * and written again after `--error-sleep`, until it is stored.
+   */
+  private async record(reservation: Reservation, outcome: StartOutcome): Promise<void> {
+    for (;;) {
+      try {
+        await write(this.opts.ledger.db, async (tx) => {
+          const current = await this.current(tx, reservation.reservationId);
+          const nowMs = this.opts.clock();
+          const command = outcome.ok
+            ? ({ type: 'RecordDispatch', jobId: outcome.jobId } as const)
+            : ({ type: 'RecordFailure', error: outcome.error, exitCode: outcome.exitCode } as const);
+          await applyCommand(tx, current, command, { nowMs, actor: this.actor });
+        });
+        return;
+      } catch (error) {
+        if (error instanceof IllegalTransitionError) {
+          this.reportError(
+            new Error(
+              `reservation ${reservation.reservationId} (${reservation.runKey}) left DISPATCHING while its start ran; ` +
+                `outcome not recorded: ${outcome.ok ? `job_id=${outcome.jobId}` : outcome.error}`,
+            ),
+          );
+          return;
+        }
+        this.reportError(error);
+        await new Promise((resolve) => setTimeout(resolve, this.opts.errorSleepMs));
+      }
+    }
+  }
+
+  private async current(tx: Ledger['db'], reservationId: string): Promise<Reservation> {
+    const state = await findById(tx, reservationId);
+    if (state === null) throw new IllegalTransitionError('RecordDispatch', 'NONE', `reservation ${reservationId} is gone`);
+    return state;
+  }
+
+  private track(task: Promise<void>): void {
+    const tracked = task
+      .catch((error: unknown) => this.reportError(error))
+      .finally(() => {
+        this.inFlight.delete(tracked);
+        this.wake();
+      });
+    this.inFlight.add(tracked);
+  }
+
+  /** Print the ledger events after the last printed position, in order, once each. */
+  private printNewEvents(): Promise<void> {
+    this.printing = this.printing.then(async () => {
+      for (;;) {
+        const events = await readEventsAfter(this.opts.ledger.db, this.printedPosition, 500);
+        if (events.length === 0) return;
+        for (const event of events) {
+          this.emit(eventLine(event, event.type === 'Expired' ? await this.stateAt(event) : null));
+          this.printedPosition = event.position;
+        }
+      }
+    });
+    return this.printing;
+  }
+
+  /** A reservation as it was right after `event` (the fold of its stream up to that version). */
+  private async stateAt(event: StoredEvent): Promise<ReservationState> {
+    const stream = await readStream(this.opts.ledger.db, event.reservationId);
+    return fold(stream.filter((e) => e.version <= event.version));
+  }
+
+  private emit(line: LogLine): void {
+    this.opts.out(formatLine(line));
+  }
+
+  private reportError(error: unknown): void {
+    this.opts.err(formatLine(lifecycleLine('dispatcher_error', { error: messageOf(error) }, this.opts.clock())));
+  }
+
+  /** Wake when another process writes the database (its main file or WAL changes). */
+  private watchDatabase(): void {
+    const file = basename(this.opts.ledger.path);
+    try {
+      this.watcher = watch(dirname(this.opts.ledger.path), (_type, name) => {
+        if (name === file || name === `${file}-wal`) this.wake();
+      });
+      this.watcher.on('error', () => {
+        this.watcher?.close();
+        this.watcher = null;
+      });
+    } catch {
+      this.watcher = null; // polling alone still bounds the delay
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    if (this.wakePending) {
+      this.wakePending = false;
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wakeUp = done;
+    }).finally(() => {
+      this.wakeUp = null;
+    });
+  }
+
+  private wake(): void {
+    if (this.wakeUp === null) this.wakePending = true;
+    else this.wakeUp();
+  }
+}

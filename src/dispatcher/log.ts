@@ -1,0 +1,112 @@
+import type { ReservationEvent, ReservationState } from '../events/index.js';
+import type { StoredEvent } from '../events/store.js';
+
+/**
+ * The dispatcher's JSON Lines. Ledger events are printed from the ledger, one line per event, with
+ * the Python tool's event names and fields (log parsers read them) plus `position` and `event_id`.
+ * Every line has `event`, `ts` (ISO 8601, local offset, whole seconds) and `ts_epoch`.
+ */
+
+export type LogLine = Record<string, unknown> & { readonly event: string };
+
+/** The log event name of each ledger event type. */
+export const LOG_EVENT_OF = {
+  Reserved: 'reservation_accepted',
+  DispatchClaimed: 'orchesjob_start_call',
+  Dispatched: 'dispatch_succeeded',
+  DispatchFailed: 'dispatch_failed',
+  Expired: 'reservation_expired',
+  Cancelled: 'reservation_cancelled',
+  Cleaned: 'reservation_cleaned',
+  ClaimReleased: 'recovered_dispatching',
+} as const satisfies Record<ReservationEvent['type'], string>;
+
+/**
+ * The line for one ledger event. `state` is the reservation as it was right after the event (needed
+ * only for `reservation_expired`, whose fields describe the whole reservation).
+ */
+export function eventLine(event: StoredEvent, state: ReservationState): LogLine {
+  const base = {
+    ...timestamp(event.recordedAtMs),
+    event: LOG_EVENT_OF[event.type],
+    position: event.position,
+    event_id: event.eventId,
+    reservation_id: event.reservationId,
+    run_key: event.runKey,
+  };
+  switch (event.type) {
+    case 'Reserved':
+      return {
+        ...base,
+        reservation_status: 'RESERVED',
+        command: event.data.command,
+        orchesjob_start_options: event.data.orchesjob_start_options,
+        not_before: event.data.not_before,
+        expires_at: event.data.expires_at,
+        created_at: event.recordedAt,
+      };
+    case 'DispatchClaimed':
+      return {
+        ...base,
+        command: event.data.argv,
+        dispatcher_id: event.data.dispatcher_id,
+        late_by_ms: event.data.late_by_ms,
+      };
+    case 'Dispatched':
+      return { ...base, job_id: event.data.job_id, ...(event.data.recovered ? { recovered: true } : {}) };
+    case 'DispatchFailed':
+      return { ...base, error: event.data.error, exit_code: event.data.exit_code };
+    case 'Expired':
+      return {
+        ...base,
+        reservation_status: 'EXPIRED',
+        command: state?.command ?? null,
+        not_before: state?.notBefore ?? null,
+        expires_at: event.data.expires_at,
+        created_at: state?.createdAt ?? null,
+        updated_at: event.recordedAt,
+        last_error: state?.lastError ?? null,
+      };
+    case 'Cancelled':
+      return { ...base, actor: event.actor };
+    case 'Cleaned':
+      return { ...base, actor: event.actor };
+    case 'ClaimReleased':
+      return { ...base, count: 1, reason: event.data.reason, previous_owner: event.data.previous_owner };
+    default: {
+      const unhandled: never = event;
+      throw new Error(`unhandled event ${JSON.stringify(unhandled)}`);
+    }
+  }
+}
+
+/** A line that is not a ledger event: `reserver_started`, `reserver_stopped`, `dispatcher_error` ... */
+export function lifecycleLine(event: string, fields: Record<string, unknown>, nowMs: number): LogLine {
+  return { ...fields, ...timestamp(nowMs), event };
+}
+
+/** `ts` in the host's local time with its offset, as the Python tool printed it, and `ts_epoch`. */
+export function timestamp(ms: number): { ts: string; ts_epoch: number } {
+  return { ts: localIso(ms), ts_epoch: Math.floor(ms / 1000) };
+}
+
+/** Epoch ms -> `2026-05-04T19:00:00+09:00` in the process's time zone (TZ). */
+export function localIso(ms: number): string {
+  const d = new Date(Math.floor(ms / 1000) * 1000);
+  const offset = -d.getTimezoneOffset();
+  const sign = offset >= 0 ? '+' : '-';
+  const abs = Math.abs(offset);
+  const pad = (n: number, w = 2) => String(n).padStart(w, '0');
+  return (
+    `${pad(d.getFullYear(), 4)}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}` +
+    `T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}` +
+    `${sign}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`
+  );
+}
+
+/** One JSON line, keys sorted. */
+export function formatLine(line: LogLine): string {
+  const sorted: Record<string, unknown> = {};
+  for (const key of Object.keys(line).sort()) sorted[key] = line[key];
+  return JSON.stringify(sorted);
+}

@@ -1,0 +1,57 @@
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import type { ClaimOwner } from '../events/index.js';
+
+/**
+ * Whether the process that holds a claim still exists. A claim is released only when its owner is
+ * gone; an owner on another host, or one this host cannot judge, is never touched.
+ */
+export type Liveness = 'alive' | 'gone' | 'unknown';
+
+/** The process start identity of `pid` (Linux: `<boot id>:<start tick>`), or null when unknown. */
+export function processStart(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Field 22 (starttime) counts from the end of the command name, which may contain spaces.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const startTick = fields[19];
+    if (startTick === undefined) return null;
+    return `${bootId()}:${startTick}`;
+  } catch {
+    return null;
+  }
+}
+
+let cachedBootId: string | undefined;
+function bootId(): string {
+  if (cachedBootId === undefined) {
+    try {
+      cachedBootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    } catch {
+      cachedBootId = 'unknown-boot';
+    }
+  }
+  return cachedBootId;
+}
+
+/** This dispatcher as a claim owner. */
+export function selfOwner(dispatcherId: string): ClaimOwner & { process_start: string | null } {
+  return { dispatcher_id: dispatcherId, host: hostname(), pid: process.pid, process_start: processStart(process.pid) };
+}
+
+/** Judge a claim owner from this host. */
+export function ownerLiveness(owner: ClaimOwner, recordedStart: string | null | undefined): Liveness {
+  if (owner.host !== hostname()) return 'unknown';
+  if (owner.pid === process.pid) return 'alive';
+  try {
+    process.kill(owner.pid, 0);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ESRCH') return 'gone';
+    // EPERM: a process exists under another user; judge it by its start below.
+  }
+  if (recordedStart) {
+    const current = processStart(owner.pid);
+    if (current !== null && current !== recordedStart) return 'gone'; // the pid was reused
+  }
+  return 'alive';
+}
