@@ -30,12 +30,15 @@ export interface ArgvOptions {
  */
 export function parseArgv(rawArgs: readonly string[], def: ArgsDef, options: ArgvOptions = {}): ParsedArgv {
   const repeatable = new Set(options.repeatable ?? []);
-  const flags: Flags = {};
+  const flags: Flags = Object.create(null) as Flags;
   for (const name of repeatable) flags[name] = [];
   let command: string[] | null = null;
   for (let i = 0; i < rawArgs.length; i++) {
     const arg = rawArgs[i] as string;
     if (arg === '--') {
+      if (!options.takesCommand && i + 1 < rawArgs.length) {
+        throw invalidArgument(`unexpected arguments after --: ${JSON.stringify(rawArgs.slice(i + 1))}`);
+      }
       command = rawArgs.slice(i + 1);
       break;
     }
@@ -51,11 +54,11 @@ export function parseArgv(rawArgs: readonly string[], def: ArgsDef, options: Arg
     if (!arg.startsWith('--')) throw invalidArgument(`unknown option: ${arg}`);
     const eq = arg.indexOf('=');
     const name = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
-    const spec = def[name];
+    const spec = Object.hasOwn(def, name) ? def[name] : undefined;
     if (spec === undefined || spec.type === 'positional') throw invalidArgument(`unknown option: --${name}`);
     if (spec.type === 'boolean') {
       if (eq !== -1) throw invalidArgument(`option --${name} takes no value`);
-      if (flags[name] !== undefined) throw invalidArgument(`option --${name} given more than once`);
+      if (Object.hasOwn(flags, name)) throw invalidArgument(`option --${name} given more than once`);
       flags[name] = true;
       continue;
     }
@@ -64,7 +67,7 @@ export function parseArgv(rawArgs: readonly string[], def: ArgsDef, options: Arg
       value = arg.slice(eq + 1);
     } else {
       const next = rawArgs[i + 1];
-      if (next === undefined || (!repeatable.has(name) && looksLikeFlag(next))) {
+      if (next === undefined || next === '--' || (!repeatable.has(name) && looksLikeFlag(next))) {
         throw invalidArgument(`option --${name} requires a value`);
       }
       value = next;
@@ -73,7 +76,7 @@ export function parseArgv(rawArgs: readonly string[], def: ArgsDef, options: Arg
     if (repeatable.has(name)) {
       (flags[name] as string[]).push(value);
     } else {
-      if (flags[name] !== undefined) throw invalidArgument(`option --${name} given more than once`);
+      if (Object.hasOwn(flags, name)) throw invalidArgument(`option --${name} given more than once`);
       flags[name] = value;
     }
   }

@@ -1,9 +1,9 @@
 import type { Reservation } from './events/index.js';
-import { sortKeys } from './projections/reservations.js';
+import { stringifySorted } from './json.js';
 
 /** The contract's JSON: keys sorted, 2-space indent, UTF-8 unescaped (Python's `indent=2, sort_keys=True`). */
 export function formatJson(value: unknown): string {
-  return JSON.stringify(sortKeys(value), null, 2);
+  return stringifySorted(value, 2);
 }
 
 /** Print the one JSON document a successful command outputs. */

@@ -52,7 +52,9 @@ export function parseTime(value: string, flag: string): number {
     const offsetMinutes =
       zulu !== undefined ? 0 : (sign === '-' ? -1 : 1) * (Number(oh) * 60 + Number(om ?? 0));
     if (Math.abs(offsetMinutes) >= 24 * 60) throw bad();
-    ms = Date.UTC(year, month - 1, day, hour, minute, second, millis) - offsetMinutes * 60_000;
+    const utc = new Date(Date.UTC(year, month - 1, day, hour, minute, second, millis));
+    utc.setUTCFullYear(year); // years 0..99 would otherwise mean 1900..1999
+    ms = utc.getTime() - offsetMinutes * 60_000;
   } else {
     const local = new Date(year, month - 1, day, hour, minute, second, millis);
     local.setFullYear(year); // years 0..99 would otherwise mean 1900..1999

@@ -1,5 +1,6 @@
 import type { ReservationEvent, ReservationState } from '../events/index.js';
 import type { StoredEvent } from '../events/store.js';
+import { stringifySorted } from '../json.js';
 
 /**
  * The dispatcher's JSON Lines. Ledger events are printed from the ledger, one line per event, with
@@ -106,7 +107,5 @@ export function localIso(ms: number): string {
 
 /** One JSON line, keys sorted. */
 export function formatLine(line: LogLine): string {
-  const sorted: Record<string, unknown> = {};
-  for (const key of Object.keys(line).sort()) sorted[key] = line[key];
-  return JSON.stringify(sorted);
+  return stringifySorted(line);
 }

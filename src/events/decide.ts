@@ -115,7 +115,7 @@ export function decide(state: ReservationState, command: ReservationCommand): Ne
       return [
         {
           type: 'DispatchFailed',
-          data: { error: command.error.slice(0, MAX_ERROR_CHARS), exit_code: command.exitCode },
+          data: { error: truncate(command.error, MAX_ERROR_CHARS), exit_code: command.exitCode },
         },
       ];
     case 'Expire':
@@ -144,6 +144,12 @@ export function dueAtMs(r: Reservation): number {
 /** A reservation with `expires_at` expires at that second: at `now >= expires_at`, as in the Python tool. */
 export function isExpiredAt(r: Reservation, nowMs: number): boolean {
   return r.expiresAt !== null && r.expiresAt * 1000 <= nowMs;
+}
+
+/** At most `max` characters (code points: a character is never cut in half). */
+function truncate(text: string, max: number): string {
+  if (text.length <= max) return text;
+  return Array.from(text).slice(0, max).join('');
 }
 
 function ownerOf(r: Reservation): ClaimOwner | null {

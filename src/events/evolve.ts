@@ -57,10 +57,11 @@ export class InvalidLedgerError extends Error {
   constructor(
     readonly event: ReservationEvent,
     readonly from: ReservationStatus | 'NONE',
+    detail?: string,
   ) {
     super(
       `ledger event ${event.eventId} (${event.type}, version ${event.version}) of reservation ` +
-        `${event.reservationId} cannot follow status ${from}`,
+        `${event.reservationId} cannot follow ${detail ?? `status ${from}`}`,
     );
     this.name = 'InvalidLedgerError';
   }
@@ -74,6 +75,10 @@ export function evolve(state: ReservationState, event: ReservationEvent): Reserv
   const from = statusOf(state);
   if (!ALLOWED_FROM[event.type].includes(from) || (state !== null && state.cleaned)) {
     throw new InvalidLedgerError(event, from);
+  }
+  const expectedVersion = state === null ? 1 : state.version + 1;
+  if (event.version !== expectedVersion || (state !== null && state.reservationId !== event.reservationId)) {
+    throw new InvalidLedgerError(event, from, `expected version ${expectedVersion} of reservation ${state?.reservationId ?? event.reservationId}`);
   }
   if (event.type === 'Reserved') {
     const d = event.data;

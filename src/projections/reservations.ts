@@ -1,6 +1,7 @@
 import type { Insertable, Kysely, Selectable } from 'kysely';
 import { sql } from 'kysely';
 import type { Database, ReservationsTable } from '../db/schema.js';
+import { stringifySorted } from '../json.js';
 import type { Reservation, ReservationStatus } from '../events/index.js';
 import { TERMINAL_STATUSES } from '../events/index.js';
 
@@ -116,19 +117,7 @@ export async function listReservations(
 }
 
 function canonicalJson(value: unknown): string {
-  return JSON.stringify(sortKeys(value));
-}
-
-/** Recursively rebuild objects with their keys in code-point order (Python's `sort_keys=True`). */
-export function sortKeys(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(sortKeys);
-  if (value !== null && typeof value === 'object') {
-    // A null prototype keeps a `__proto__` key of user metadata an ordinary property.
-    const out = Object.create(null) as Record<string, unknown>;
-    for (const key of Object.keys(value).sort()) out[key] = sortKeys((value as Record<string, unknown>)[key]);
-    return out;
-  }
-  return value;
+  return stringifySorted(value);
 }
 
 /** What `clean` selects: terminal reservations, by one id, or by run key and an `updated_at` range. */

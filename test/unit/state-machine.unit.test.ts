@@ -1,0 +1,643 @@
+/**
+ * The pure state machine: decide / evolve / fold, given/when/then.
+ *
+ * Expectations are written out from DESIGN.md ("State machine" and "How each event changes the
+ * projection row"), never derived from ALLOWED_FROM, so that a wrong table in src/ fails here.
+ */
+import { describe, expect, it } from 'vitest';
+import {
+  decide,
+  evolve,
+  fold,
+  IllegalTransitionError,
+  InvalidLedgerError,
+  MAX_ERROR_CHARS,
+  statusOf,
+} from '../../src/events/index.js';
+import type {
+  EventType,
+  NewEvent,
+  Reservation,
+  ReservationCommand,
+  ReservationEvent,
+  ReservationState,
+  ReservationStatus,
+} from '../../src/events/index.js';
+import { stamp } from '../../src/events/store.js';
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures: a clock, ids, and streams built through decide + stamp + evolve.
+
+/** The spec example's `created_at` (2026-05-03T17:40:00Z; the spec's `_iso` beside it is wrong). */
+const T0 = 1_777_830_000;
+const RID = '01JTESTRESERVATION0000000001';
+const RUN_KEY = 'daily-import-2026-05-04';
+const OWNER = { dispatcher_id: 'disp-1', host: 'edge-7', pid: 4242 } as const;
+const ARGV = ['orchesjob', 'start', '--run-key', RUN_KEY, '--strict', '--', '/jobs/import.sh'] as const;
+
+const reserveCmd = (over: Partial<Extract<ReservationCommand, { type: 'Reserve' }>> = {}): ReservationCommand => ({
+  type: 'Reserve',
+  command: ['/jobs/import.sh', '--date', '2026-05-04'],
+  orchesjobStartOptions: ['--strict'],
+  metadata: { dag_id: 'daily_import' },
+  notBefore: T0 + 60,
+  expiresAt: T0 + 3600,
+  ...over,
+});
+const claimCmd = (nowMs: number): ReservationCommand => ({ type: 'Claim', owner: OWNER, argv: ARGV, nowMs });
+const dispatchCmd: ReservationCommand = { type: 'RecordDispatch', jobId: 'job-123' };
+const failCmd: ReservationCommand = { type: 'RecordFailure', error: 'exit 3: boom', exitCode: 3 };
+const expireCmd = (nowMs: number): ReservationCommand => ({ type: 'Expire', nowMs });
+const cancelCmd: ReservationCommand = { type: 'Cancel' };
+const cleanCmd: ReservationCommand = { type: 'Clean' };
+const releaseCmd: ReservationCommand = { type: 'ReleaseClaim', reason: 'owner gone' };
+
+/** One step of a history: a command decided at a clock reading (epoch ms). */
+type Step = readonly [ReservationCommand, number];
+
+let idCounter = 0;
+const newId = () => `EVT${String(++idCounter).padStart(6, '0')}`;
+
+/** Decide, stamp and evolve each step in turn, as the write path does; returns the stream. */
+function history(...steps: Step[]): ReservationEvent[] {
+  const events: ReservationEvent[] = [];
+  let state: ReservationState = null;
+  for (const [command, nowMs] of steps) {
+    const decided = decide(state, command);
+    const stamped = stamp(
+      decided,
+      { reservationId: RID, runKey: RUN_KEY, version: state?.version ?? 0 },
+      { nowMs, actor: 'test', newId },
+    );
+    for (const e of stamped) state = evolve(state, e);
+    events.push(...stamped);
+  }
+  return events;
+}
+
+/** Clock readings used by the histories (ms). */
+const AT = {
+  reserve: T0 * 1000,
+  claim: (T0 + 61) * 1000 + 250, // due (not_before = T0+60), not expired (T0+3600)
+  dispatch: (T0 + 62) * 1000,
+  fail: (T0 + 63) * 1000,
+  release: (T0 + 64) * 1000,
+  expire: (T0 + 3600) * 1000, // exactly expires_at
+  cancel: (T0 + 10) * 1000,
+  clean: (T0 + 7200) * 1000,
+} as const;
+
+type Status = ReservationStatus | 'NONE' | 'CLEANED';
+
+/** A realistic stream ending in each status. */
+const STREAMS: Record<Status, () => ReservationEvent[]> = {
+  NONE: () => [],
+  RESERVED: () => history([reserveCmd(), AT.reserve]),
+  DISPATCHING: () => history([reserveCmd(), AT.reserve], [claimCmd(AT.claim), AT.claim]),
+  DISPATCHED: () =>
+    history([reserveCmd(), AT.reserve], [claimCmd(AT.claim), AT.claim], [dispatchCmd, AT.dispatch]),
+  DISPATCH_FAILED: () => history([reserveCmd(), AT.reserve], [claimCmd(AT.claim), AT.claim], [failCmd, AT.fail]),
+  EXPIRED: () => history([reserveCmd(), AT.reserve], [expireCmd(AT.expire), AT.expire]),
+  CANCELLED: () => history([reserveCmd(), AT.reserve], [cancelCmd, AT.cancel]),
+  CLEANED: () => history([reserveCmd(), AT.reserve], [cancelCmd, AT.cancel], [cleanCmd, AT.clean]),
+};
+const ALL_STATUSES = Object.keys(STREAMS) as Status[];
+
+type ErrorClass = new (...args: never[]) => Error;
+
+/** given(events).when(command).then(expected event types | error class) */
+function given(events: readonly ReservationEvent[]) {
+  const state = fold(events);
+  return {
+    state,
+    when(command: ReservationCommand) {
+      return {
+        then(expected: readonly EventType[] | ErrorClass): NewEvent[] {
+          if (typeof expected === 'function') {
+            expect(() => decide(state, command)).toThrow(expected);
+            return [];
+          }
+          const out = decide(state, command);
+          expect(out.map((e) => e.type)).toEqual(expected);
+          return out;
+        },
+      };
+    },
+  };
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const key of Object.keys(value)) deepFreeze((value as Record<string, unknown>)[key]);
+  }
+  return value;
+}
+
+/** A command of each type, timed so that only the status can make it illegal. */
+const COMMANDS: Record<ReservationCommand['type'], ReservationCommand> = {
+  Reserve: reserveCmd(),
+  Claim: claimCmd(AT.claim),
+  RecordDispatch: dispatchCmd,
+  RecordFailure: failCmd,
+  Expire: expireCmd(AT.expire + 1000),
+  Cancel: cancelCmd,
+  Clean: cleanCmd,
+  ReleaseClaim: releaseCmd,
+};
+
+/**
+ * DESIGN.md's state machine, written out literally: command -> (event, statuses it may come from).
+ * NONE is an empty stream; CLEANED a cleaned one (the run key is free again).
+ */
+const DESIGN_TABLE: Record<ReservationCommand['type'], { event: EventType; from: readonly Status[] }> = {
+  Reserve: { event: 'Reserved', from: ['NONE', 'CLEANED'] },
+  Claim: { event: 'DispatchClaimed', from: ['RESERVED'] },
+  Expire: { event: 'Expired', from: ['RESERVED'] },
+  Cancel: { event: 'Cancelled', from: ['RESERVED', 'DISPATCH_FAILED', 'EXPIRED'] },
+  RecordDispatch: { event: 'Dispatched', from: ['DISPATCHING'] },
+  RecordFailure: { event: 'DispatchFailed', from: ['DISPATCHING'] },
+  ReleaseClaim: { event: 'ClaimReleased', from: ['DISPATCHING'] },
+  Clean: { event: 'Cleaned', from: ['DISPATCHED', 'CANCELLED', 'EXPIRED', 'DISPATCH_FAILED'] },
+};
+
+/** The status each event leads to, from the same table. */
+const DESIGN_TO: Record<EventType, ReservationStatus | 'CLEANED'> = {
+  Reserved: 'RESERVED',
+  DispatchClaimed: 'DISPATCHING',
+  Expired: 'EXPIRED',
+  Cancelled: 'CANCELLED',
+  Dispatched: 'DISPATCHED',
+  DispatchFailed: 'DISPATCH_FAILED',
+  ClaimReleased: 'RESERVED',
+  Cleaned: 'CLEANED',
+};
+
+const statusAfter = (s: ReservationState): Status =>
+  s === null ? 'NONE' : s.cleaned ? 'CLEANED' : s.status;
+
+// ---------------------------------------------------------------------------------------------
+
+describe('the fixture streams', () => {
+  it.each(ALL_STATUSES)('%s stream folds to that status with versions 1..n', (status) => {
+    const events = STREAMS[status]();
+    expect(statusAfter(fold(events))).toBe(status);
+    expect(events.map((e) => e.version)).toEqual(events.map((_, i) => i + 1));
+  });
+});
+
+describe('decide: every (status, command) pair against DESIGN.md', () => {
+  for (const status of ALL_STATUSES) {
+    for (const [name, command] of Object.entries(COMMANDS) as [ReservationCommand['type'], ReservationCommand][]) {
+      const row = DESIGN_TABLE[name];
+      const legal = row.from.includes(status);
+      if (name === 'Reserve' && !legal) {
+        it(`given ${status}, when Reserve, then [] (idempotent: the live reservation stands)`, () => {
+          given(STREAMS[status]()).when(command).then([]);
+        });
+      } else if (legal) {
+        it(`given ${status}, when ${name}, then [${row.event}] leading to ${DESIGN_TO[row.event]}`, () => {
+          const events = STREAMS[status]();
+          const decided = given(events).when(command).then([row.event]);
+          const state = fold(events);
+          const stamped = stamp(
+            decided,
+            { reservationId: RID, runKey: RUN_KEY, version: status === 'CLEANED' ? 0 : (state?.version ?? 0) },
+            { nowMs: AT.clean + 5000, actor: 'test', newId },
+          );
+          // A Reserved after Cleaned starts a new stream (state null); anything else continues this one.
+          const base = name === 'Reserve' ? null : state;
+          expect(statusAfter(fold(stamped, base))).toBe(DESIGN_TO[row.event]);
+        });
+      } else {
+        it(`given ${status}, when ${name}, then IllegalTransitionError`, () => {
+          given(STREAMS[status]()).when(command).then(IllegalTransitionError);
+        });
+      }
+    }
+  }
+
+  it('an illegal transition says which command and status', () => {
+    const state = fold(STREAMS.DISPATCHED());
+    let caught: unknown;
+    try {
+      decide(state, cancelCmd);
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toBeInstanceOf(IllegalTransitionError);
+    expect((caught as IllegalTransitionError).command).toBe('Cancel');
+    expect((caught as IllegalTransitionError).from).toBe('DISPATCHED');
+    expect((caught as Error).message).toMatchInlineSnapshot(`"cannot Cancel a reservation in status DISPATCHED"`);
+  });
+
+  it('a cleaned stream reports status NONE to every command but Reserve', () => {
+    expect(() => decide(fold(STREAMS.CLEANED()), cancelCmd)).toThrowErrorMatchingInlineSnapshot(
+      `[IllegalTransitionError: cannot Cancel a reservation in status NONE]`,
+    );
+  });
+});
+
+describe('decide: the data of each event', () => {
+  it('Reserve on an empty stream carries the request unchanged', () => {
+    const [event] = given([]).when(reserveCmd()).then(['Reserved']);
+    expect(event).toEqual({
+      type: 'Reserved',
+      data: {
+        command: ['/jobs/import.sh', '--date', '2026-05-04'],
+        orchesjob_start_options: ['--strict'],
+        metadata: { dag_id: 'daily_import' },
+        not_before: T0 + 60,
+        expires_at: T0 + 3600,
+      },
+    });
+  });
+
+  it('Reserve on a cleaned run key creates a new reservation with the new request', () => {
+    const cmd = reserveCmd({ command: ['other'], notBefore: null, expiresAt: null, metadata: null, orchesjobStartOptions: [] });
+    const [event] = given(STREAMS.CLEANED()).when(cmd).then(['Reserved']);
+    expect(event?.data).toEqual({
+      command: ['other'],
+      orchesjob_start_options: [],
+      metadata: null,
+      not_before: null,
+      expires_at: null,
+    });
+  });
+
+  it.each(['RESERVED', 'DISPATCHING', 'DISPATCHED', 'DISPATCH_FAILED', 'EXPIRED', 'CANCELLED'] as const)(
+    'Reserve on a live %s reservation returns [] whatever the new request',
+    (status) => {
+      const cmd = reserveCmd({ command: ['different'], notBefore: 1, expiresAt: 2 });
+      expect(decide(fold(STREAMS[status]()), cmd)).toEqual([]);
+    },
+  );
+
+  it('Claim carries the owner, the full argv and how late it is', () => {
+    const [event] = given(STREAMS.RESERVED()).when(claimCmd(AT.claim)).then(['DispatchClaimed']);
+    expect(event).toEqual({
+      type: 'DispatchClaimed',
+      data: {
+        dispatcher_id: 'disp-1',
+        host: 'edge-7',
+        pid: 4242,
+        argv: [...ARGV],
+        late_by_ms: 1250, // claimed at not_before + 1.25 s
+      },
+    });
+  });
+
+  it('Claim carries the owner process start when the platform knows it', () => {
+    const cmd: ReservationCommand = { type: 'Claim', owner: { ...OWNER, process_start: 'boot-1:12345' }, argv: ARGV, nowMs: AT.claim };
+    const [event] = given(STREAMS.RESERVED()).when(cmd).then(['DispatchClaimed']);
+    expect(event?.data).toEqual({ ...OWNER, process_start: 'boot-1:12345', argv: [...ARGV], late_by_ms: 1250 });
+  });
+
+  it('Claim exactly at not_before is legal and 0 ms late', () => {
+    const [event] = given(STREAMS.RESERVED()).when(claimCmd((T0 + 60) * 1000)).then(['DispatchClaimed']);
+    expect(event?.type === 'DispatchClaimed' && event.data.late_by_ms).toBe(0);
+  });
+
+  it('Claim 1 ms before not_before throws', () => {
+    expect(() => decide(fold(STREAMS.RESERVED()), claimCmd((T0 + 60) * 1000 - 1))).toThrowErrorMatchingInlineSnapshot(
+      `[IllegalTransitionError: reservation is not due until 1777830060]`,
+    );
+  });
+
+  it('Claim without not_before is due at creation; late_by_ms counts from the creation ms', () => {
+    const events = history([reserveCmd({ notBefore: null }), T0 * 1000 + 700]);
+    expect(() => decide(fold(events), claimCmd(T0 * 1000 + 699))).toThrow(IllegalTransitionError);
+    const [event] = given(events).when(claimCmd(T0 * 1000 + 740)).then(['DispatchClaimed']);
+    expect(event?.type === 'DispatchClaimed' && event.data.late_by_ms).toBe(40);
+  });
+
+  it('Claim at expires_at throws (expired at now >= expires_at)', () => {
+    expect(() => decide(fold(STREAMS.RESERVED()), claimCmd((T0 + 3600) * 1000))).toThrowErrorMatchingInlineSnapshot(
+      `[IllegalTransitionError: reservation expired at 1777833600]`,
+    );
+  });
+
+  it('Claim 1 ms before expires_at is legal', () => {
+    given(STREAMS.RESERVED()).when(claimCmd((T0 + 3600) * 1000 - 1)).then(['DispatchClaimed']);
+  });
+
+  it('Expire before expires_at throws; at expires_at it records expires_at', () => {
+    const events = STREAMS.RESERVED();
+    expect(() => decide(fold(events), expireCmd((T0 + 3600) * 1000 - 1))).toThrowErrorMatchingInlineSnapshot(
+      `[IllegalTransitionError: reservation has not reached expires_at]`,
+    );
+    const [event] = given(events).when(expireCmd((T0 + 3600) * 1000)).then(['Expired']);
+    expect(event).toEqual({ type: 'Expired', data: { expires_at: T0 + 3600 } });
+  });
+
+  it('Expire of a reservation without expires_at throws', () => {
+    const events = history([reserveCmd({ expiresAt: null }), AT.reserve]);
+    given(events).when(expireCmd(Number.MAX_SAFE_INTEGER)).then(IllegalTransitionError);
+  });
+
+  it('RecordDispatch carries the job id, and `recovered` only when set', () => {
+    const events = STREAMS.DISPATCHING();
+    expect(given(events).when(dispatchCmd).then(['Dispatched'])).toEqual([
+      { type: 'Dispatched', data: { job_id: 'job-123' } },
+    ]);
+    expect(
+      given(events).when({ type: 'RecordDispatch', jobId: 'job-9', recovered: true }).then(['Dispatched']),
+    ).toEqual([{ type: 'Dispatched', data: { job_id: 'job-9', recovered: true } }]);
+  });
+
+  it('RecordDispatch with an empty job id throws', () => {
+    expect(() => decide(fold(STREAMS.DISPATCHING()), { type: 'RecordDispatch', jobId: '' })).toThrowErrorMatchingInlineSnapshot(
+      `[IllegalTransitionError: job id is empty]`,
+    );
+  });
+
+  it('RecordFailure keeps the error and exit code', () => {
+    expect(given(STREAMS.DISPATCHING()).when(failCmd).then(['DispatchFailed'])).toEqual([
+      { type: 'DispatchFailed', data: { error: 'exit 3: boom', exit_code: 3 } },
+    ]);
+  });
+
+  it('RecordFailure trims the error to its first 4000 characters', () => {
+    expect(MAX_ERROR_CHARS).toBe(4000);
+    const long = 'a'.repeat(3999) + 'bc' + 'z'.repeat(1000);
+    const [event] = given(STREAMS.DISPATCHING())
+      .when({ type: 'RecordFailure', error: long, exitCode: null })
+      .then(['DispatchFailed']);
+    expect(event?.data).toEqual({ error: 'a'.repeat(3999) + 'b', exit_code: null });
+    const exact = 'e'.repeat(4000);
+    const [kept] = decide(fold(STREAMS.DISPATCHING()), { type: 'RecordFailure', error: exact, exitCode: 1 });
+    expect(kept?.type === 'DispatchFailed' && kept.data.error).toBe(exact);
+  });
+
+  // BUG (src/events/decide.ts, RecordFailure): `error.slice(0, 4000)` counts UTF-16 code units, so
+  // an error whose 4000th character is an astral one (emoji, some CJK) keeps a lone high surrogate:
+  // ill-formed text that SQLite's UTF-8 conversion turns into U+FFFD in `last_error`, so the
+  // projection row no longer equals the fold of the ledger's JSON. Run keys count code points.
+  it('RecordFailure never splits a character (counts code points, as "4000 characters" does)', () => {
+    const error = 'x'.repeat(3999) + '\u{1F4A5}'.repeat(10); // 4009 characters
+    const [event] = decide(fold(STREAMS.DISPATCHING()), { type: 'RecordFailure', error, exitCode: 1 });
+    const kept = event?.type === 'DispatchFailed' ? event.data.error : '';
+    expect(kept).not.toMatch(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/);
+    expect([...kept]).toHaveLength(4000);
+  });
+
+  it('ReleaseClaim names the previous owner (without the claim time) and the reason', () => {
+    expect(given(STREAMS.DISPATCHING()).when(releaseCmd).then(['ClaimReleased'])).toEqual([
+      { type: 'ClaimReleased', data: { reason: 'owner gone', previous_owner: { ...OWNER } } },
+    ]);
+  });
+
+  it('Cancel and Clean carry no data', () => {
+    expect(given(STREAMS.RESERVED()).when(cancelCmd).then(['Cancelled'])).toEqual([{ type: 'Cancelled', data: {} }]);
+    expect(given(STREAMS.CANCELLED()).when(cleanCmd).then(['Cleaned'])).toEqual([{ type: 'Cleaned', data: {} }]);
+  });
+
+  it('a claim can be released and the reservation claimed again', () => {
+    const events = history(
+      [reserveCmd(), AT.reserve],
+      [claimCmd(AT.claim), AT.claim],
+      [releaseCmd, AT.release],
+    );
+    given(events).when(claimCmd(AT.release + 1)).then(['DispatchClaimed']);
+  });
+});
+
+describe('evolve: how each event changes the projection row', () => {
+  const reserved: Reservation = {
+    reservationId: RID,
+    runKey: RUN_KEY,
+    status: 'RESERVED',
+    jobId: null,
+    command: ['/jobs/import.sh', '--date', '2026-05-04'],
+    orchesjobStartOptions: ['--strict'],
+    metadata: { dag_id: 'daily_import' },
+    notBefore: T0 + 60,
+    expiresAt: T0 + 3600,
+    createdAt: T0,
+    createdAtMs: T0 * 1000,
+    updatedAt: T0,
+    dispatchedAt: null,
+    lastError: null,
+    version: 1,
+    claim: null,
+    cleaned: false,
+  };
+
+  it('Reserved: RESERVED, everything from the request, created_at = updated_at, the rest null', () => {
+    const events = history([reserveCmd(), T0 * 1000 + 999]);
+    // created_at/updated_at are whole seconds (999 ms dropped); createdAtMs keeps them
+    expect(fold(events)).toEqual({ ...reserved, createdAtMs: T0 * 1000 + 999 });
+  });
+
+  it('DispatchClaimed: DISPATCHING, updated_at, last_error null, claim set', () => {
+    expect(fold(STREAMS.DISPATCHING())).toEqual({
+      ...reserved,
+      status: 'DISPATCHING',
+      updatedAt: T0 + 61,
+      lastError: null,
+      version: 2,
+      claim: { ...OWNER, claimedAtMs: AT.claim },
+    });
+  });
+
+  it('DispatchClaimed after a release clears the release message', () => {
+    const events = history([reserveCmd(), AT.reserve], [claimCmd(AT.claim), AT.claim], [releaseCmd, AT.release], [
+      claimCmd(AT.release + 500),
+      AT.release + 500,
+    ]);
+    const state = fold(events);
+    expect(state?.lastError).toBeNull();
+    expect(state?.claim).toEqual({ ...OWNER, claimedAtMs: AT.release + 500 });
+  });
+
+  it('Dispatched: DISPATCHED, job_id, dispatched_at = updated_at, last_error null, claim cleared', () => {
+    expect(fold(STREAMS.DISPATCHED())).toEqual({
+      ...reserved,
+      status: 'DISPATCHED',
+      jobId: 'job-123',
+      updatedAt: T0 + 62,
+      dispatchedAt: T0 + 62,
+      lastError: null,
+      version: 3,
+      claim: null,
+    });
+  });
+
+  it('DispatchFailed: DISPATCH_FAILED, updated_at, last_error = the failure, claim cleared', () => {
+    expect(fold(STREAMS.DISPATCH_FAILED())).toEqual({
+      ...reserved,
+      status: 'DISPATCH_FAILED',
+      updatedAt: T0 + 63,
+      lastError: 'exit 3: boom',
+      version: 3,
+      claim: null,
+    });
+  });
+
+  it("Expired: EXPIRED, updated_at, last_error 'expired before dispatch'", () => {
+    expect(fold(STREAMS.EXPIRED())).toEqual({
+      ...reserved,
+      status: 'EXPIRED',
+      updatedAt: T0 + 3600,
+      lastError: 'expired before dispatch',
+      version: 2,
+    });
+  });
+
+  it('Cancelled: CANCELLED, updated_at, last_error null (also after a failure)', () => {
+    expect(fold(STREAMS.CANCELLED())).toEqual({ ...reserved, status: 'CANCELLED', updatedAt: T0 + 10, version: 2 });
+    const afterFailure = history(
+      [reserveCmd(), AT.reserve],
+      [claimCmd(AT.claim), AT.claim],
+      [failCmd, AT.fail],
+      [cancelCmd, AT.fail + 5000],
+    );
+    expect(fold(afterFailure)).toEqual({
+      ...reserved,
+      status: 'CANCELLED',
+      updatedAt: T0 + 68,
+      lastError: null,
+      version: 4,
+    });
+  });
+
+  it("ClaimReleased: RESERVED, updated_at, last_error 'recovered from DISPATCHING', claim cleared", () => {
+    const events = history([reserveCmd(), AT.reserve], [claimCmd(AT.claim), AT.claim], [releaseCmd, AT.release]);
+    expect(fold(events)).toEqual({
+      ...reserved,
+      status: 'RESERVED',
+      updatedAt: T0 + 64,
+      lastError: 'recovered from DISPATCHING',
+      version: 3,
+      claim: null,
+    });
+  });
+
+  it('Cleaned: the row is gone (cleaned, status NONE for the state machine), version counts it', () => {
+    const state = fold(STREAMS.CLEANED());
+    expect(state?.cleaned).toBe(true);
+    expect(state?.version).toBe(3);
+    expect(statusOf(state)).toBe('NONE');
+  });
+
+  it('fold of no events is the initial state (null), and fold equals evolving one event at a time', () => {
+    expect(fold([])).toBeNull();
+    const events = STREAMS.DISPATCHED();
+    let state: ReservationState = null;
+    for (const e of events) state = evolve(state, e);
+    expect(fold(events)).toEqual(state);
+    expect(fold(events.slice(1), fold(events.slice(0, 1)))).toEqual(state);
+  });
+});
+
+describe('evolve: an event that cannot follow is a corrupt ledger', () => {
+  /** A stamped event of each type with plausible data, at version `version`. */
+  const EVENT_DATA: { [T in EventType]: Extract<NewEvent, { type: T }>['data'] } = {
+    Reserved: { command: ['x'], orchesjob_start_options: [], metadata: null, not_before: null, expires_at: null },
+    DispatchClaimed: { ...OWNER, argv: ['orchesjob'], late_by_ms: 0 },
+    Dispatched: { job_id: 'j' },
+    DispatchFailed: { error: 'e', exit_code: 1 },
+    Expired: { expires_at: T0 },
+    Cancelled: {},
+    Cleaned: {},
+    ClaimReleased: { reason: 'r', previous_owner: null },
+  };
+  const eventOf = (type: EventType, version: number): ReservationEvent =>
+    stamp([{ type, data: EVENT_DATA[type] } as NewEvent], { reservationId: RID, runKey: RUN_KEY, version: version - 1 }, {
+      nowMs: AT.clean + 9000,
+      actor: 'test',
+      newId: () => 'EVTBAD',
+    })[0] as ReservationEvent;
+
+  /** DESIGN.md's table again, by event: the statuses each event may follow. */
+  const FOLLOWS: Record<EventType, readonly Status[]> = {
+    Reserved: ['NONE'], // a Reserved after Cleaned starts a new stream, never continues the old one
+    DispatchClaimed: ['RESERVED'],
+    Expired: ['RESERVED'],
+    Cancelled: ['RESERVED', 'DISPATCH_FAILED', 'EXPIRED'],
+    Dispatched: ['DISPATCHING'],
+    DispatchFailed: ['DISPATCHING'],
+    ClaimReleased: ['DISPATCHING'],
+    Cleaned: ['DISPATCHED', 'CANCELLED', 'EXPIRED', 'DISPATCH_FAILED'],
+  };
+
+  for (const status of ALL_STATUSES) {
+    for (const type of Object.keys(FOLLOWS) as EventType[]) {
+      const ok = FOLLOWS[type].includes(status);
+      it(`${status} + ${type}: ${ok ? `-> ${DESIGN_TO[type]}` : 'InvalidLedgerError'}`, () => {
+        const state = fold(STREAMS[status]());
+        const event = eventOf(type, (state?.version ?? 0) + 1);
+        if (ok) expect(statusAfter(evolve(state, event))).toBe(DESIGN_TO[type]);
+        else expect(() => evolve(state, event)).toThrow(InvalidLedgerError);
+      });
+    }
+  }
+
+  it('the error names the event and the status', () => {
+    const state = fold(STREAMS.DISPATCHED());
+    expect(() => evolve(state, eventOf('DispatchClaimed', 4))).toThrowErrorMatchingInlineSnapshot(
+      `[InvalidLedgerError: ledger event EVTBAD (DispatchClaimed, version 4) of reservation 01JTESTRESERVATION0000000001 cannot follow status DISPATCHED]`,
+    );
+  });
+});
+
+describe('stamp', () => {
+  it('gives consecutive versions after the stream version, whole-second recorded_at and the ms', () => {
+    const ids = ['A', 'B'];
+    const out = stamp(
+      [
+        { type: 'Cancelled', data: {} },
+        { type: 'Cleaned', data: {} },
+      ],
+      { reservationId: RID, runKey: RUN_KEY, version: 4 },
+      { nowMs: 1_777_830_000_999, actor: 'cli:cancel', newId: () => ids.shift() as string },
+    );
+    expect(out).toEqual([
+      { type: 'Cancelled', data: {}, eventId: 'A', reservationId: RID, runKey: RUN_KEY, version: 5, recordedAt: 1_777_830_000, recordedAtMs: 1_777_830_000_999, actor: 'cli:cancel' },
+      { type: 'Cleaned', data: {}, eventId: 'B', reservationId: RID, runKey: RUN_KEY, version: 6, recordedAt: 1_777_830_000, recordedAtMs: 1_777_830_000_999, actor: 'cli:cancel' },
+    ]);
+  });
+});
+
+describe('purity: decide and evolve do not mutate their inputs', () => {
+  for (const status of ALL_STATUSES) {
+    it(`decide on ${status} with frozen state and commands`, () => {
+      const state = deepFreeze(fold(STREAMS[status]()));
+      const before = structuredClone(state);
+      for (const command of Object.values(COMMANDS)) {
+        deepFreeze(command);
+        try {
+          decide(state, command);
+        } catch (error) {
+          // Only the state machine may refuse; a TypeError would mean a write to a frozen input.
+          expect(error).toBeInstanceOf(IllegalTransitionError);
+        }
+      }
+      expect(state).toEqual(before);
+    });
+  }
+
+  it('evolve with a frozen state and frozen events, through a whole stream', () => {
+    const events = deepFreeze(
+      history(
+        [reserveCmd(), AT.reserve],
+        [claimCmd(AT.claim), AT.claim],
+        [releaseCmd, AT.release],
+        [claimCmd(AT.release + 1), AT.release + 1],
+        [failCmd, AT.release + 2],
+        [cancelCmd, AT.release + 3],
+        [cleanCmd, AT.release + 4],
+      ),
+    );
+    const snapshot = structuredClone(events);
+    let state: ReservationState = null;
+    for (const event of events) {
+      const prev = deepFreeze(state);
+      const prevCopy = structuredClone(prev);
+      state = evolve(prev, event);
+      expect(prev).toEqual(prevCopy);
+    }
+    expect(events).toEqual(snapshot);
+    expect(state?.cleaned).toBe(true);
+  });
+});
