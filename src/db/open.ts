@@ -1,6 +1,7 @@
 import { mkdirSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
+import type { SqliteDatabase } from 'kysely';
 import { Kysely, SqliteDialect } from 'kysely';
 import { SCHEMA_VERSION } from '../../migrations/index.js';
 import { ReserverError } from '../errors.js';
@@ -37,7 +38,7 @@ export async function openLedger(path: string): Promise<Ledger> {
   try {
     const version = readUserVersion(raw, file);
     raw.pragma('foreign_keys = ON');
-    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: raw }) });
+    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(raw) }) });
     const ledger: Ledger = { path: file, db, raw, close: () => db.destroy() };
     if (version !== SCHEMA_VERSION) {
       if (version > SCHEMA_VERSION) {
@@ -54,6 +55,30 @@ export async function openLedger(path: string): Promise<Ledger> {
     if (raw.open) raw.close();
     throw error;
   }
+}
+
+/** Statements kept prepared; beyond this, the oldest is dropped. */
+const STATEMENT_CACHE_SIZE = 256;
+
+/**
+ * Kysely prepares every query anew; in the dispatcher's loop preparing cost more than running. The
+ * same SQL text gets the same better-sqlite3 statement (they are reusable; nothing here iterates one
+ * while another call runs it, as every call is synchronous).
+ */
+function withStatementCache(raw: BetterSqlite3.Database): SqliteDatabase {
+  const cache = new Map<string, BetterSqlite3.Statement>();
+  return {
+    close: () => raw.close(),
+    prepare(sql: string) {
+      let statement = cache.get(sql);
+      if (statement === undefined) {
+        statement = raw.prepare(sql);
+        if (cache.size >= STATEMENT_CACHE_SIZE) cache.delete(cache.keys().next().value as string);
+        cache.set(sql, statement);
+      }
+      return statement;
+    },
+  };
 }
 
 function refuseFolder(file: string): void {

@@ -13,7 +13,7 @@ import { findById, findExpiring, findReady, nextDueAt } from '../projections/res
 import type { LogLine } from './log.js';
 import { eventLine, formatLine, lifecycleLine } from './log.js';
 import { selfOwner } from './owner.js';
-import { recoverStaleClaims } from './recovery.js';
+import { findJobStartedSince, recoverStaleClaims } from './recovery.js';
 import type { StartOutcome } from './start.js';
 import { runStart, startArgv } from './start.js';
 
@@ -50,6 +50,7 @@ export class Dispatcher {
   private readonly inFlight = new Set<Promise<void>>();
   private printedPosition = 0;
   private printing: Promise<void> = Promise.resolve();
+  private lastRecoveryMs = 0;
   private stopping = false;
   private wakeUp: (() => void) | null = null;
   /** A wake that came while the loop was busy: the next sleep returns at once. */
@@ -68,21 +69,9 @@ export class Dispatcher {
   /** Run until `stop()`; resolves once the starts in flight are recorded and `reserver_stopped` printed. */
   async run(): Promise<void> {
     const { ledger } = this.opts;
-    const recovered = await recoverStaleClaims(ledger.db, { actor: this.actor, clock: this.opts.clock });
     const runStartedAt = this.opts.clock();
-    if (recovered.length > 0) {
-      this.emit(
-        lifecycleLine(
-          'recovered_dispatching',
-          {
-            count: recovered.length,
-            reservation_ids: recovered.map((e) => e.reservationId),
-            positions: recovered.map((e) => e.position),
-          },
-          runStartedAt,
-        ),
-      );
-    }
+    // History before this point is not printed; what recovery writes from here on is.
+    this.printedPosition = await lastPosition(ledger.db);
     this.emit(
       lifecycleLine(
         'reserver_started',
@@ -100,7 +89,7 @@ export class Dispatcher {
         runStartedAt,
       ),
     );
-    this.printedPosition = await lastPosition(ledger.db);
+    await this.recover();
     this.watchDatabase();
     try {
       while (!this.stopping) {
@@ -130,13 +119,14 @@ export class Dispatcher {
   /** One pass; returns how long to sleep before the next. */
   private async tick(): Promise<number> {
     const { ledger } = this.opts;
+    if (this.opts.clock() - this.lastRecoveryMs >= this.opts.pollIntervalMs) await this.recover();
     await this.expireDue();
     await this.printNewEvents();
     while (!this.stopping && this.inFlight.size < this.opts.maxConcurrentStarts) {
-      const claimed = await this.claimNext();
-      if (claimed === null) break;
+      const claimed = await this.claimReady(this.opts.maxConcurrentStarts - this.inFlight.size);
+      if (claimed.length === 0) break;
       await this.printNewEvents(); // orchesjob_start_call is printed before the spawn
-      this.track(this.dispatch(claimed.reservation, claimed.argv));
+      for (const { reservation, argv } of claimed) this.track(this.dispatch(reservation, argv));
     }
     const now = this.opts.clock();
     const next = await nextDueAt(ledger.db);
@@ -160,34 +150,79 @@ export class Dispatcher {
     });
   }
 
-  /** Claim the first ready reservation, or return null. The claim is conditional: only from RESERVED. */
-  private async claimNext(): Promise<{ reservation: Reservation; argv: string[] } | null> {
-    if ((await findReady(this.opts.ledger.db, Math.floor(this.opts.clock() / 1000), 1)).length === 0) return null;
+  /**
+   * Claim up to `limit` ready reservations, in queue order, in one transaction. Each claim is a
+   * conditional transition (only from RESERVED, only once due), so two dispatchers never hold one.
+   */
+  private async claimReady(limit: number): Promise<{ reservation: Reservation; argv: string[] }[]> {
+    if ((await findReady(this.opts.ledger.db, Math.floor(this.opts.clock() / 1000), 1)).length === 0) return [];
     return write(this.opts.ledger.db, async (tx) => {
       const nowMs = this.opts.clock();
-      const [ready] = await findReady(tx, Math.floor(nowMs / 1000), 1);
-      if (ready === undefined) return null;
-      const argv = startArgv(this.opts.orchesjobBin, this.opts.startOptions, ready);
-      try {
-        const { reservation } = await applyCommand(
-          tx,
-          ready,
-          { type: 'Claim', owner: this.owner, argv, nowMs },
-          { nowMs, actor: this.actor },
-        );
-        return { reservation, argv };
-      } catch (error) {
-        // Due by the second but not yet by the millisecond: the next wake takes it.
-        if (error instanceof IllegalTransitionError) return null;
-        throw error;
+      const claimed: { reservation: Reservation; argv: string[] }[] = [];
+      for (const ready of await findReady(tx, Math.floor(nowMs / 1000), limit)) {
+        const argv = startArgv(this.opts.orchesjobBin, this.opts.startOptions, ready);
+        try {
+          const { reservation } = await applyCommand(
+            tx,
+            ready,
+            { type: 'Claim', owner: this.owner, argv, nowMs, startTimeoutMs: this.opts.startTimeoutMs },
+            { nowMs, actor: this.actor },
+          );
+          claimed.push({ reservation, argv });
+        } catch (error) {
+          // Due by the second but not yet by the millisecond: a later wake takes it.
+          if (!(error instanceof IllegalTransitionError)) throw error;
+        }
       }
+      return claimed;
     });
   }
 
+  /**
+   * Settle the claims of dispatchers that are gone (at start, then at most once per poll interval,
+   * since a dispatcher may die while this one runs). Printed like every other ledger event.
+   */
+  private async recover(): Promise<void> {
+    this.lastRecoveryMs = this.opts.clock();
+    try {
+      const result = await recoverStaleClaims(this.opts.ledger.db, {
+        actor: this.actor,
+        clock: this.opts.clock,
+        orchesjobBin: this.opts.orchesjobBin,
+        defaultStartTimeoutMs: this.opts.startTimeoutMs,
+        selfId: this.id,
+      });
+      for (const error of result.errors) this.reportError(new Error(error));
+    } catch (error) {
+      this.reportError(error);
+    }
+    await this.printNewEvents();
+  }
+
   private async dispatch(reservation: Reservation, argv: string[]): Promise<void> {
-    const outcome = await runStart(argv, this.opts.startTimeoutMs);
+    let outcome = await runStart(argv, this.opts.startTimeoutMs);
+    if (!outcome.ok) outcome = await this.checkFailedStart(reservation, outcome);
     await this.record(reservation, outcome);
     await this.printNewEvents();
+  }
+
+  /**
+   * A start that failed may still have created the job (killed after creating it, timed out, died
+   * before printing). Ask orchesjob before recording a failure; a job started since the claim is ours.
+   */
+  private async checkFailedStart(
+    reservation: Reservation,
+    failed: Extract<StartOutcome, { ok: false }>,
+  ): Promise<StartOutcome> {
+    const claimedAtMs = reservation.claim?.claimedAtMs ?? this.opts.clock();
+    try {
+      const lookup = await findJobStartedSince(this.opts.orchesjobBin, reservation.runKey, claimedAtMs);
+      if (lookup.kind === 'found') return { ok: true, jobId: lookup.jobId, recovered: true };
+      if (lookup.kind === 'none') return failed;
+      return { ...failed, error: `${failed.error}\n(could not ask orchesjob whether the job started: ${lookup.error})` };
+    } catch (error) {
+      return { ...failed, error: `${failed.error}\n(could not ask orchesjob whether the job started: ${messageOf(error)})` };
+    }
   }
 
   /**
@@ -201,7 +236,7 @@ export class Dispatcher {
           const current = await this.current(tx, reservation.reservationId);
           const nowMs = this.opts.clock();
           const command = outcome.ok
-            ? ({ type: 'RecordDispatch', jobId: outcome.jobId } as const)
+            ? ({ type: 'RecordDispatch', jobId: outcome.jobId, recovered: outcome.recovered === true } as const)
             : ({ type: 'RecordFailure', error: outcome.error, exitCode: outcome.exitCode } as const);
           await applyCommand(tx, current, command, { nowMs, actor: this.actor });
         });

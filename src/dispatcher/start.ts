@@ -9,7 +9,7 @@ export function startArgv(bin: string, globalOptions: readonly string[], r: Rese
 
 /** How a start ended: a job id, or why there is none. */
 export type StartOutcome =
-  | { readonly ok: true; readonly jobId: string }
+  | { readonly ok: true; readonly jobId: string; readonly recovered?: boolean }
   | { readonly ok: false; readonly error: string; readonly exitCode: number | null };
 
 /** Output kept from orchesjob: its JSON is small; anything larger is cut, never buffered without bound. */

@@ -17,6 +17,7 @@ export type ReservationCommand =
       readonly owner: ClaimOwner & { readonly process_start?: string | null };
       readonly argv: readonly string[];
       readonly nowMs: number;
+      readonly startTimeoutMs?: number;
     }
   | { readonly type: 'RecordDispatch'; readonly jobId: string; readonly recovered?: boolean }
   | { readonly type: 'RecordFailure'; readonly error: string; readonly exitCode: number | null }
@@ -99,6 +100,7 @@ export function decide(state: ReservationState, command: ReservationCommand): Ne
             ...(command.owner.process_start === undefined ? {} : { process_start: command.owner.process_start }),
             argv: command.argv,
             late_by_ms: Math.max(0, command.nowMs - dueMs),
+            ...(command.startTimeoutMs === undefined ? {} : { start_timeout_ms: command.startTimeoutMs }),
           },
         },
       ];

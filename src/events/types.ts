@@ -81,6 +81,8 @@ export interface DispatchClaimedData extends ClaimOwner {
    * died is not mistaken for it; null where the platform cannot tell.
    */
   readonly process_start?: string | null;
+  /** The owner's `--start-timeout`: after it, a start still running is one its owner would have killed. */
+  readonly start_timeout_ms?: number;
 }
 
 /** `orchesjob start` returned a job id. */

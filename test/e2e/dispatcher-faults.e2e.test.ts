@@ -1,0 +1,117 @@
+/**
+ * Dispatcher end to end: failed starts (the stand-in's faults.json), the orchesjob argv with global and
+ * per-reservation start options, and bad `run` flags.
+ */
+import { describe, expect, it } from 'vitest';
+import {
+  cli,
+  cliOk,
+  expectWellFormed,
+  ledgerEvents,
+  reserve,
+  sandbox,
+  STANDIN,
+  startDispatcher,
+  startInvocations,
+  status,
+  useDispatcherHarness,
+  writeFaults,
+} from '../support/dispatcher.js';
+
+useDispatcherHarness();
+
+describe('dispatcher: failed starts', () => {
+  it('records non-zero exit, non-JSON, no job_id and a hung start (--start-timeout 1) as DISPATCH_FAILED', async () => {
+    const sb = sandbox();
+    writeFaults(sb, {
+      'f-exit': { mode: 'exit', code: 3, stderr: 'orchesjob: run key f-exit is locked by pid 4242' },
+      'f-nonjson': { mode: 'non-json' },
+      'f-nojob': { mode: 'no-job-id' },
+      'f-hang': { mode: 'hang' },
+    });
+    const d = await startDispatcher(sb, ['--start-timeout', '1']);
+    const keys = ['f-exit', 'f-nonjson', 'f-nojob', 'f-hang'];
+    await Promise.all(keys.map((key) => reserve(sb, key, ['echo', key])));
+    const failed = await d.waitForCount((l) => l.event === 'dispatch_failed', 4, 8000);
+    expect(await d.stop()).toEqual({ code: 0, signal: null });
+    expectWellFormed(d);
+    expect(d.events('dispatch_succeeded')).toEqual([]);
+    const errorOf = (key: string): string => failed.find((l) => l.run_key === key)?.error ?? '';
+
+    expect(errorOf('f-exit')).toContain('exit_code=3');
+    expect(errorOf('f-exit')).toContain('orchesjob: run key f-exit is locked by pid 4242');
+    expect(errorOf('f-nonjson')).toMatch(/non-JSON/i);
+    expect(errorOf('f-nonjson')).toContain('this is not json');
+    expect(errorOf('f-nojob')).toMatch(/job_id/);
+    expect(errorOf('f-hang')).toMatch(/did not return within 1 s/);
+
+    const listed = await cliOk(sb, ['list', '--db', sb.db]);
+    expect(listed.reservations).toHaveLength(4);
+    for (const r of listed.reservations as { run_key: string; reservation_status: string; job_id: string | null; last_error: string }[]) {
+      expect(r.reservation_status, r.run_key).toBe('DISPATCH_FAILED');
+      expect(r.job_id, r.run_key).toBeNull();
+      expect(r.last_error, r.run_key).toBe(errorOf(r.run_key));
+    }
+
+    // The hung start was given about its timeout, and its process is gone.
+    const [hang] = startInvocations(sb, 'f-hang');
+    expect(hang).toBeDefined();
+    const call = d.lines.findIndex((l) => l.event === 'orchesjob_start_call' && l.run_key === 'f-hang');
+    const fail = d.lines.findIndex((l) => l.event === 'dispatch_failed' && l.run_key === 'f-hang');
+    const waitedMs = (d.arrivedAtMs[fail] ?? 0) - (d.arrivedAtMs[call] ?? 0);
+    const claim = ledgerEvents(sb).find((e) => e.type === 'DispatchClaimed' && e.run_key === 'f-hang');
+    const failure = ledgerEvents(sb).find((e) => e.type === 'DispatchFailed' && e.run_key === 'f-hang');
+    const recordedMs = (failure?.recorded_at_ms ?? 0) - (claim?.recorded_at_ms ?? 0);
+    console.log(`[faults] hung start failed ${recordedMs} ms after its claim (lines ${waitedMs} ms apart)`);
+    expect(recordedMs).toBeGreaterThanOrEqual(1000);
+    expect(recordedMs).toBeLessThan(3000);
+    let probe: NodeJS.ErrnoException | undefined;
+    try {
+      process.kill(hang?.pid ?? 0, 0);
+    } catch (error) {
+      probe = error as NodeJS.ErrnoException;
+    }
+    expect(probe?.code, `stand-in ${hang?.pid} should be gone`).toBe('ESRCH');
+  });
+});
+
+describe('dispatcher: orchesjob argv', () => {
+  it('puts global start options before the reservation own, both before --', async () => {
+    const sb = sandbox();
+    const d = await startDispatcher(sb, ['--orchesjob-start-option', '--sync']);
+    expect(d.lines[0]?.orchesjob_start_options).toEqual(['--sync']);
+    // Flags after `--` belong to the target command, even when they look like ours.
+    const command = ['prog', '--run-key', 'x', '--db', 'y'];
+    await reserve(sb, 'argv-key', command, ['--orchesjob-start-option=--strict']);
+    const succeeded = await d.waitForLine((l) => l.event === 'dispatch_succeeded' && l.run_key === 'argv-key');
+    expect(await d.stop()).toEqual({ code: 0, signal: null });
+    expectWellFormed(d);
+
+    const expected = ['start', '--run-key', 'argv-key', '--sync', '--strict', '--', ...command];
+    expect(startInvocations(sb).map((i) => i.argv)).toEqual([expected]);
+    expect(d.events('reservation_accepted')[0]?.orchesjob_start_options).toEqual(['--strict']);
+    expect(d.events('orchesjob_start_call')[0]?.command).toEqual([STANDIN, ...expected]);
+    expect(succeeded.job_id).toEqual(expect.any(String));
+    expect((await status(sb, 'argv-key')).reservation_status).toBe('DISPATCHED');
+  });
+});
+
+describe('dispatcher: bad flags', () => {
+  const cases: [string, string][] = [
+    ['--poll-interval', '0'],
+    ['--poll-interval', 'abc'],
+    ['--error-sleep', '-1'],
+    ['--max-concurrent-starts', '0'],
+    ['--start-timeout', 'abc'],
+  ];
+  it.each(cases)('run %s %s: exit 2, {"error": ...} on stderr, nothing on stdout', async (flag, value) => {
+    const sb = sandbox();
+    const r = await cli(sb, ['run', '--db', sb.db, '--orchesjob-bin', STANDIN, flag, value]);
+    expect({ code: r.code, stdout: r.stdout }).toEqual({ code: 2, stdout: '' });
+    const last = r.stderr.split('\n').filter((l) => l.trim() !== '').at(-1) ?? '';
+    const doc = JSON.parse(last) as Record<string, unknown>;
+    expect(Object.keys(doc)).toEqual(['error']);
+    expect(doc['error']).toContain(flag);
+    expect(startInvocations(sb)).toEqual([]);
+  });
+});

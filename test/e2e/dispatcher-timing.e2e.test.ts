@@ -1,0 +1,96 @@
+/**
+ * Dispatcher end to end: timing. A timed reservation starts at its `not_before` and not before; an
+ * immediate one starts at once, whatever `--poll-interval` is; `--max-concurrent-starts` bounds the
+ * starts in flight. Times come from the stand-in's `invocations.jsonl` (`ts_ms` when orchesjob ran) and
+ * the ledger's `recorded_at_ms`.
+ */
+import { describe, expect, it } from 'vitest';
+import {
+  expectWellFormed,
+  ledgerEvents,
+  reserve,
+  sandbox,
+  startDispatcher,
+  startInvocations,
+  status,
+  useDispatcherHarness,
+  writeFaults,
+} from '../support/dispatcher.js';
+
+useDispatcherHarness();
+
+describe('dispatcher timing', () => {
+  it('starts a reservation at not_before, not before it', async () => {
+    const sb = sandbox();
+    const d = await startDispatcher(sb);
+    // A whole second 2-3 s ahead.
+    const notBefore = Math.floor(Date.now() / 1000) + 3;
+    await reserve(sb, 'timed', ['echo', 'timed'], ['--not-before', String(notBefore)]);
+    await d.waitForLine((l) => l.event === 'reservation_accepted');
+    // Nothing starts early.
+    expect(d.events('orchesjob_start_call')).toEqual([]);
+    await d.waitForLine((l) => l.event === 'dispatch_succeeded', 6000);
+    expect(await d.stop()).toEqual({ code: 0, signal: null });
+    expectWellFormed(d);
+
+    const [start] = startInvocations(sb, 'timed');
+    expect(start).toBeDefined();
+    const lagMs = (start?.ts_ms ?? 0) - notBefore * 1000;
+    const claim = ledgerEvents(sb).find((e) => e.type === 'DispatchClaimed');
+    const claimLagMs = (claim?.recorded_at_ms ?? 0) - notBefore * 1000;
+    console.log(`[timing] not_before start lag: claim recorded +${claimLagMs} ms, orchesjob start ran +${lagMs} ms`);
+    expect(start?.ts_ms).toBeGreaterThanOrEqual(notBefore * 1000);
+    expect(start?.ts_ms).toBeLessThan(notBefore * 1000 + 300);
+    expect(claim?.recorded_at_ms).toBeGreaterThanOrEqual(notBefore * 1000);
+    expect(startInvocations(sb)).toHaveLength(1);
+    expect((await status(sb, 'timed')).reservation_status).toBe('DISPATCHED');
+  });
+
+  it('picks up an immediate reservation at once with the default 2 s poll interval', async () => {
+    const sb = sandbox();
+    const d = await startDispatcher(sb);
+    expect(d.lines[0]?.poll_interval).toBe(2);
+    // Let it fall asleep on its poll interval with nothing to do.
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    const r = await reserve(sb, 'now');
+    await d.waitForLine((l) => l.event === 'dispatch_succeeded', 5000);
+    expect(await d.stop()).toEqual({ code: 0, signal: null });
+    expectWellFormed(d);
+
+    const [start] = startInvocations(sb, 'now');
+    const lagMs = (start?.ts_ms ?? Infinity) - r.endedAtMs;
+    const claim = ledgerEvents(sb).find((e) => e.type === 'DispatchClaimed');
+    const reserved = ledgerEvents(sb).find((e) => e.type === 'Reserved');
+    console.log(
+      `[timing] immediate pickup: orchesjob start ran ${lagMs} ms after reserve exited; ` +
+        `claim recorded ${(claim?.recorded_at_ms ?? 0) - (reserved?.recorded_at_ms ?? 0)} ms after Reserved`,
+    );
+    expect(lagMs).toBeLessThan(1000);
+  });
+
+  it('overlaps starts up to --max-concurrent-starts (default 4) and serialises them with 1', async () => {
+    const keys = ['c-1', 'c-2', 'c-3', 'c-4'];
+    const measure = async (args: string[]) => {
+      const sb = sandbox();
+      writeFaults(sb, { '*': { mode: 'slow', ms: 500 } });
+      // Reserved before `run` starts, so that all four are ready on its first pass.
+      await Promise.all(keys.map((key) => reserve(sb, key)));
+      const d = await startDispatcher(sb, args);
+      await d.waitForCount((l) => l.event === 'dispatch_succeeded', 4, 10_000);
+      expect(await d.stop()).toEqual({ code: 0, signal: null });
+      expectWellFormed(d); // positions strictly increasing in print order
+      expect(d.events('orchesjob_start_call').map((l) => l.run_key).sort()).toEqual(keys);
+      const starts = startInvocations(sb).map((i) => i.ts_ms);
+      expect(starts).toHaveLength(4);
+      return starts;
+    };
+
+    const parallel = await measure([]);
+    const spread = Math.max(...parallel) - Math.min(...parallel);
+    const serial = await measure(['--max-concurrent-starts', '1']);
+    const gaps = serial.slice(1).map((t, i) => t - (serial[i] as number));
+    console.log(`[timing] default concurrency: 4 starts within ${spread} ms; --max-concurrent-starts 1: gaps ${gaps.join(', ')} ms`);
+    expect(spread).toBeLessThan(300);
+    for (const gap of gaps) expect(gap).toBeGreaterThanOrEqual(500);
+  }, 45_000);
+});
