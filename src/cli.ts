@@ -18,8 +18,11 @@ async function cli(argv: string[]): Promise<number> {
     return 0;
   }
   if (first === undefined || first === '--help' || first === '-h') {
+    if (first === undefined) {
+      process.stderr.write(usage()); // a failure prints nothing on stdout
+      throw new ReserverError('INVALID_ARGUMENT', 'a command is required');
+    }
     process.stdout.write(usage());
-    if (first === undefined) throw new ReserverError('INVALID_ARGUMENT', 'a command is required');
     return 0;
   }
   if (!Object.hasOwn(subCommands, first)) {

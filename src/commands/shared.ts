@@ -52,13 +52,19 @@ export async function parseOrHelp(
     repeatable: [...COMMON_REPEATABLE, ...(options.repeatable ?? [])],
   });
   if (parsed.flags['help'] === true) {
-    process.stdout.write(`${await renderUsage(ctx.cmd, rootMeta)}\n`);
+    const text = await renderUsage(ctx.cmd, rootMeta);
+    // citty colours its usage; a pipe or a file gets plain text.
+    process.stdout.write(`${process.stdout.isTTY ? text : stripAnsi(text)}\n`);
     return null;
   }
   return parsed;
 }
 
 const rootMeta = { meta: { name: 'orchesjob-reserver' } };
+
+function stripAnsi(text: string): string {
+  return text.replace(/\u001b\[[0-9;]*m/g, '');
+}
 
 /** A string flag's value, or undefined. */
 export function str(flags: Flags, name: string): string | undefined {
