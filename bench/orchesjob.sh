@@ -34,6 +34,8 @@ esc() {
 }
 
 now=$(date +%s%N)
+# BENCH_START_SECONDS: how long the start takes after that (the real orchesjob is a Python program).
+if [ -n "${BENCH_START_SECONDS:-}" ]; then sleep "$BENCH_START_SECONDS"; fi
 cmd=
 for a in "$@"; do
   cmd="$cmd${cmd:+,}\"$(esc "$a")\""
