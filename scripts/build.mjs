@@ -1,13 +1,16 @@
 // Bundle the CLI into dist/: one entry with lazily loaded chunks per subcommand, so that start-up
 // does not walk hundreds of files. better-sqlite3 stays external (native addon).
-import { readFileSync, rmSync, chmodSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { build } from 'esbuild';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
-rmSync(new URL('../dist', import.meta.url), { recursive: true, force: true });
+// Built beside dist/ and swapped in by renames, so that a CLI started during a build (tests, a
+// dispatcher) never finds dist/ empty or half written.
+const next = `dist.next-${process.pid}`;
+const old = `dist.old-${process.pid}`;
 await build({
   entryPoints: { cli: 'src/cli.ts' },
-  outdir: 'dist',
+  outdir: next,
   bundle: true,
   splitting: true,
   format: 'esm',
@@ -19,4 +22,7 @@ await build({
   chunkNames: 'chunks/[name]-[hash]',
   logLevel: 'warning',
 });
-chmodSync('dist/cli.js', 0o755);
+chmodSync(`${next}/cli.js`, 0o755);
+if (existsSync('dist')) renameSync('dist', old);
+renameSync(next, 'dist');
+rmSync(old, { recursive: true, force: true });

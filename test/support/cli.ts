@@ -141,30 +141,9 @@ function runProcess(file: string, args: readonly string[], opts: RunOptions): Pr
   });
 }
 
-/**
- * Run the built CLI: `node dist/cli.js ...args`.
- *
- * `npm run build` empties dist/ before writing it again; a build running at the same time as the tests
- * (another developer, a bench) makes Node fail to load the bundle before the CLI runs at all. Only
- * that failure is retried, once dist/cli.js is back; a bundle that is really missing still fails.
- */
-export async function runCli(args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
-  for (let attempt = 1; ; attempt++) {
-    const result = await runProcess(process.execPath, [CLI, ...args], opts);
-    if (attempt >= 3 || !bundleWasMissing(result)) return result;
-    await waitForBundle();
-  }
-}
-
-/** Node itself failed on a file of dist/ (gone or half written) before the CLI could print anything. */
-function bundleWasMissing(r: RunResult): boolean {
-  return r.code === 1 && r.stdout === '' && r.lastStderrJson === undefined && r.stderr.includes(DIST);
-}
-
-async function waitForBundle(): Promise<void> {
-  const deadline = Date.now() + 15_000;
-  do await new Promise((r) => setTimeout(r, 200));
-  while (!existsSync(CLI) && Date.now() < deadline);
+/** Run the built CLI: `node dist/cli.js ...args`. */
+export function runCli(args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  return runProcess(process.execPath, [CLI, ...args], opts);
 }
 
 /** Run the orchesjob stand-in directly (to create jobs the way the dispatcher would). */
