@@ -1,6 +1,6 @@
 import { defineCommand } from 'citty';
 import type { Flags } from '../argv.js';
-import { openLedger } from '../db/open.js';
+import { openLedger, refuseWorldWritable } from '../db/open.js';
 import { invalidArgument } from '../errors.js';
 import { Dispatcher } from '../dispatcher/dispatcher.js';
 import { commonArgs, dbPath, list, orchesjobBin, parseOrHelp, str } from './shared.js';
@@ -43,6 +43,7 @@ export default defineCommand({
     const maxConcurrentStarts = positiveInteger(flags, 'max-concurrent-starts', 4);
     const bin = orchesjobBin(flags);
     const path = dbPath(flags);
+    refuseWorldWritable(path);
     const ledger = await openLedger(path);
     const dispatcher = new Dispatcher({
       ledger,

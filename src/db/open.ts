@@ -28,12 +28,18 @@ export const BUSY_TIMEOUT_MS = 30_000;
 export async function openLedger(path: string): Promise<Ledger> {
   const file = resolve(path);
   refuseFolder(file);
-  mkdirSync(dirname(file), { recursive: true });
   let raw: BetterSqlite3.Database;
+  // Whoever can write the database can make the dispatcher run commands: what is created here
+  // (the folder, the file, and its -wal/-shm, which SQLite gives the file's mode) gets no world
+  // permissions. Only for this moment: the jobs the dispatcher starts inherit the usual umask.
+  const umask = process.umask(process.umask() | 0o007);
   try {
+    mkdirSync(dirname(file), { recursive: true, mode: 0o750 });
     raw = new BetterSqlite3(file, { timeout: BUSY_TIMEOUT_MS });
   } catch (error) {
     throw new ReserverError('GENERAL', `cannot open database ${file}: ${messageOf(error)}`);
+  } finally {
+    process.umask(umask);
   }
   try {
     const version = readUserVersion(raw, file);
@@ -111,4 +117,27 @@ function readUserVersion(raw: BetterSqlite3.Database, file: string): number {
 /** @internal */
 export function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * Refuse a database that anyone on the host could write, or whose folder anyone could write (they
+ * could replace it): whoever writes reservations runs commands as the dispatcher's user.
+ */
+export function refuseWorldWritable(path: string): void {
+  const file = resolve(path);
+  for (const target of [file, dirname(file)]) {
+    let mode: number;
+    try {
+      mode = statSync(target).mode;
+    } catch {
+      continue; // not created yet: it will be created without world permissions
+    }
+    if ((mode & 0o002) !== 0) {
+      throw new ReserverError(
+        'GENERAL',
+        `refusing to run: ${target} is world-writable, so any user could make this dispatcher run commands; ` +
+          `remove the permission (chmod o-w ${target})`,
+      );
+    }
+  }
 }
