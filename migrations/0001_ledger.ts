@@ -17,13 +17,8 @@ export const ledger: Migration = {
       .addColumn('reservation_id', 'text', (c) => c.notNull())
       .addColumn('version', 'integer', (c) => c.notNull().check(sql`version >= 1`))
       .addColumn('run_key', 'text', (c) => c.notNull())
-      .addColumn('type', 'text', (c) =>
-        c
-          .notNull()
-          .check(
-            sql`type IN ('Reserved','DispatchClaimed','Dispatched','DispatchFailed','Expired','Cancelled','Cleaned','ClaimReleased')`,
-          ),
-      )
+      // No CHECK on `type`: a new event type must not need a table rebuild (SQLite cannot alter a CHECK).
+      .addColumn('type', 'text', (c) => c.notNull())
       .addColumn('data', 'text', (c) => c.notNull().check(sql`json_valid(data)`))
       .addColumn('recorded_at', 'integer', (c) => c.notNull())
       .addColumn('recorded_at_ms', 'integer', (c) => c.notNull())

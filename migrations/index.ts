@@ -1,5 +1,6 @@
 import type { Migration } from 'kysely';
 import { ledger } from './0001_ledger.js';
+import { adoptPythonRows } from './0002_adopt_python_rows.js';
 
 /**
  * Every migration, in order, registered statically: the CLI is bundled and never scans a folder.
@@ -8,6 +9,7 @@ import { ledger } from './0001_ledger.js';
  */
 export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0001_ledger': ledger,
+  '0002_adopt_python_rows': adoptPythonRows,
 };
 
 /** `PRAGMA user_version` of a database whose schema is current. */

@@ -1,4 +1,5 @@
 import type { Reservation } from './events/index.js';
+import type { StoredEvent } from './events/store.js';
 import { stringifySorted } from './json.js';
 
 /** The contract's JSON: keys sorted, 2-space indent, UTF-8 unescaped (Python's `indent=2, sort_keys=True`). */
@@ -22,6 +23,23 @@ export function isoUtc(seconds: number | null): string | null {
   const date = new Date(seconds * 1000);
   if (Number.isNaN(date.getTime())) return null;
   return `${date.toISOString().slice(0, 19)}+00:00`;
+}
+
+/** A ledger event as `history`, `events` and `replay` print it (`data` parsed, times in s, ISO and ms). */
+export function eventJson(event: StoredEvent): Record<string, unknown> {
+  return {
+    position: event.position,
+    event_id: event.eventId,
+    reservation_id: event.reservationId,
+    run_key: event.runKey,
+    version: event.version,
+    type: event.type,
+    data: event.data,
+    recorded_at: event.recordedAt,
+    recorded_at_iso: isoUtc(event.recordedAt),
+    recorded_at_ms: event.recordedAtMs,
+    actor: event.actor,
+  };
 }
 
 /** The 18-key reservation object every command prints; unset values are null, never missing. */

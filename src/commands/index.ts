@@ -12,6 +12,9 @@ export const subCommands = {
   cancel: () => import('./cancel.js').then((m) => m.default as CommandDef),
   list: () => import('./list.js').then((m) => m.default as CommandDef),
   clean: () => import('./clean.js').then((m) => m.default as CommandDef),
+  history: () => import('./history.js').then((m) => m.default as CommandDef),
+  events: () => import('./events.js').then((m) => m.default as CommandDef),
+  replay: () => import('./replay.js').then((m) => m.default as CommandDef),
 } satisfies SubCommandsDef;
 
 export type SubCommandName = keyof typeof subCommands;
@@ -24,6 +27,9 @@ export const SUBCOMMAND_DESCRIPTIONS: { readonly [N in SubCommandName]: string }
   cancel: 'Cancel a reservation, or its job once dispatched',
   list: 'List reservations',
   clean: 'Remove terminal reservations (their history stays in the ledger)',
+  history: 'Every ledger event of a reservation or run key',
+  events: 'Ledger events as JSON Lines (--follow to keep tailing)',
+  replay: 'Reservations as of a position or time; verify or rebuild the projection',
 };
 
 export const main = defineCommand({

@@ -42,6 +42,7 @@ export function selfOwner(dispatcherId: string): ClaimOwner & { process_start: s
 /** Judge a claim owner from this host. */
 export function ownerLiveness(owner: ClaimOwner, recordedStart: string | null | undefined): Liveness {
   if (owner.host !== hostname()) return 'unknown';
+  if (owner.pid <= 0) return 'gone'; // no process: a claim adopted from the Python tool (pid 0)
   if (owner.pid === process.pid) return 'alive';
   try {
     process.kill(owner.pid, 0);

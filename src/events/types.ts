@@ -83,6 +83,8 @@ export interface DispatchClaimedData extends ClaimOwner {
   readonly process_start?: string | null;
   /** The owner's `--start-timeout`: after it, a start still running is one its owner would have killed. */
   readonly start_timeout_ms?: number;
+  /** A claim adopted from the Python tool's DISPATCHING row: its owner is the Python dispatcher, gone. */
+  readonly imported?: boolean;
 }
 
 /** `orchesjob start` returned a job id. */

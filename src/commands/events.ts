@@ -1,0 +1,238 @@
+import type { FSWatcher } from 'node:fs';
+import { watch } from 'node:fs';
+import { basename, dirname } from 'node:path';
+import { defineCommand } from 'citty';
+import type { Flags } from '../argv.js';
+import type { Ledger } from '../db/open.js';
+import { openLedger } from '../db/open.js';
+import { invalidArgument } from '../errors.js';
+import { lastPosition, readEventsAfter } from '../events/store.js';
+import { stringifySorted } from '../json.js';
+import { eventJson } from '../output.js';
+import { commonArgs, dbPath, parseOrHelp, str } from './shared.js';
+
+/** Events read per query: a backlog of millions never sits in memory at once. */
+const BATCH_SIZE = 1000;
+/** With --follow, the longest wait between two reads when no database change was noticed. */
+const POLL_INTERVAL_MS = 1000;
+
+export default defineCommand({
+  meta: {
+    name: 'events',
+    description:
+      'Print ledger events as JSON Lines (one compact object per line, keys sorted), ascending by position: position, event_id, reservation_id, run_key, version, type, data, recorded_at, recorded_at_iso, recorded_at_ms, actor. ' +
+      '--since is exclusive: resume with the last position printed. ' +
+      'With --follow, keep printing events as any process appends them (woken by database changes, at worst after 1 s); with --follow --limit N, exit once N events are printed, waiting for them as needed. ' +
+      'SIGTERM/SIGINT: print the events appended before the signal, then exit 0; a second signal exits at once.\n\n' +
+      'Usage: orchesjob-reserver events [--since POSITION] [--limit N] [--follow]\n' +
+      'Exit codes: 0 ok (also when stopped by a signal), 1 general error, 2 invalid arguments.\n' +
+      'Example: orchesjob-reserver events --since 1200 --follow',
+  },
+  args: {
+    since: {
+      type: 'string',
+      valueHint: 'POSITION',
+      description: 'Print only events after this ledger position (exclusive). Default: 0, from the start',
+    },
+    limit: {
+      type: 'string',
+      valueHint: 'N',
+      description: 'Print at most N events (with --follow: exit once N are printed). Default: no limit',
+    },
+    follow: { type: 'boolean', description: 'Keep printing new events until SIGTERM/SIGINT' },
+    ...commonArgs,
+  },
+  async run(ctx) {
+    const parsed = await parseOrHelp(ctx);
+    if (parsed === null) return;
+    const { flags } = parsed;
+    const since = parseSince(flags);
+    const limit = parseLimit(flags);
+    const follow = flags['follow'] === true;
+    const path = dbPath(flags);
+
+    const tail = new EventTail({ since, limit, follow });
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals) => {
+      signals++;
+      if (signals > 1) process.exit(signal === 'SIGINT' ? 130 : 143);
+      tail.stop();
+    };
+    // Installed before the database opens: a signal during start-up is a clean stop too.
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+    try {
+      const ledger = await openLedger(path);
+      try {
+        await tail.run(ledger);
+      } finally {
+        await ledger.close();
+      }
+    } finally {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+    }
+  },
+});
+
+function parseSince(flags: Flags): number {
+  const value = str(flags, 'since');
+  if (value === undefined) return 0;
+  const n = Number(value);
+  if (!/^\s*\+?\d+\s*$/.test(value) || !Number.isSafeInteger(n)) {
+    throw invalidArgument(`Invalid --since: ${JSON.stringify(value)} (a ledger position: an integer >= 0).`);
+  }
+  return n;
+}
+
+function parseLimit(flags: Flags): number | null {
+  const value = str(flags, 'limit');
+  if (value === undefined) return null;
+  const n = Number(value);
+  if (!/^\s*\+?\d+\s*$/.test(value) || !Number.isSafeInteger(n) || n <= 0) {
+    throw invalidArgument(`Invalid --limit: ${JSON.stringify(value)} (a positive integer).`);
+  }
+  return n;
+}
+
+interface TailOptions {
+  /** Print events after this position (exclusive). */
+  readonly since: number;
+  /** Stop after this many events; null: no cap. */
+  readonly limit: number | null;
+  readonly follow: boolean;
+  readonly out?: NodeJS.WriteStream;
+}
+
+/**
+ * Prints the ledger from a position on, in bounded batches, and with `follow` keeps doing so as other
+ * processes append. Each event is printed once: the next read starts after the last position written,
+ * and SQLite makes positions visible in order (one writer at a time assigns and commits them).
+ */
+class EventTail {
+  private position: number;
+  private remaining: number;
+  private readonly follow: boolean;
+  private readonly out: NodeJS.WriteStream;
+  private stopRequested = false;
+  /** Set on the first read after a stop request: print through this position, then exit. */
+  private stopAt: number | null = null;
+  /** The reader went away (EPIPE) or stdout failed: nothing more can be delivered. */
+  private outputClosed = false;
+  private outputError: Error | null = null;
+  private wakeUp: (() => void) | null = null;
+  /** A wake that came while reading: the next sleep returns at once. */
+  private wakePending = false;
+  private watcher: FSWatcher | null = null;
+
+  constructor(options: TailOptions) {
+    this.position = options.since;
+    this.remaining = options.limit ?? Number.POSITIVE_INFINITY;
+    this.follow = options.follow;
+    this.out = options.out ?? process.stdout;
+  }
+
+  /** Ask a following tail to finish: events appended up to now are still printed. */
+  stop(): void {
+    this.stopRequested = true;
+    this.wake();
+  }
+
+  async run(ledger: Ledger): Promise<void> {
+    // Left attached: a failed write may report after run() returns. A reader that went away (EPIPE,
+    // `events --follow | head -n 3`) ends the tail quietly; any other output error fails the command.
+    this.out.on('error', (error: NodeJS.ErrnoException) => {
+      this.outputClosed = true;
+      if (error.code !== 'EPIPE') this.outputError ??= error;
+      this.wake();
+    });
+    // Watch before the first read, so a write landing between that read and the watch still wakes us.
+    if (this.follow) this.watchDatabase(ledger.path);
+    try {
+      for (;;) {
+        await this.catchUp(ledger);
+        if (!this.follow || this.done()) break;
+        await this.sleep(POLL_INTERVAL_MS);
+      }
+    } finally {
+      this.watcher?.close();
+      this.watcher = null;
+    }
+    if (this.outputError !== null) throw this.outputError;
+  }
+
+  private done(): boolean {
+    return this.remaining <= 0 || this.outputClosed || this.stopAt !== null;
+  }
+
+  /** Print every event visible now (or up to `stopAt`), one bounded batch at a time. */
+  private async catchUp(ledger: Ledger): Promise<void> {
+    while (this.remaining > 0 && !this.outputClosed) {
+      if (this.stopRequested && this.stopAt === null) this.stopAt = await lastPosition(ledger.db);
+      if (this.stopAt !== null && this.position >= this.stopAt) return;
+      const batch = await readEventsAfter(ledger.db, this.position, Math.min(BATCH_SIZE, this.remaining));
+      const stopAt = this.stopAt;
+      const events = stopAt === null ? batch : batch.filter((e) => e.position <= stopAt);
+      const last = events[events.length - 1];
+      if (last === undefined) return;
+      await this.write(events.map((e) => `${stringifySorted(eventJson(e))}\n`).join(''));
+      this.position = last.position;
+      this.remaining -= events.length;
+      if (events.length < batch.length) return;
+    }
+  }
+
+  /** Write complete lines, waiting for the reader when the pipe is full (memory stays bounded). */
+  private write(text: string): Promise<void> {
+    if (this.out.write(text)) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        this.out.off('drain', done);
+        this.out.off('error', done);
+        this.out.off('close', done);
+        resolve();
+      };
+      this.out.once('drain', done);
+      this.out.once('error', done);
+      this.out.once('close', done);
+    });
+  }
+
+  /** Wake when another process writes the database (its main file or its WAL changes). */
+  private watchDatabase(path: string): void {
+    const file = basename(path);
+    try {
+      this.watcher = watch(dirname(path), (_type, name) => {
+        if (name === file || name === `${file}-wal`) this.wake();
+      });
+      this.watcher.on('error', () => {
+        this.watcher?.close();
+        this.watcher = null;
+      });
+    } catch {
+      this.watcher = null; // the poll alone still bounds the delay
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    if (this.wakePending || this.stopRequested || this.outputClosed) {
+      this.wakePending = false;
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wakeUp = done;
+    }).finally(() => {
+      this.wakeUp = null;
+    });
+  }
+
+  private wake(): void {
+    if (this.wakeUp === null) this.wakePending = true;
+    else this.wakeUp();
+  }
+}

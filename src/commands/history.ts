@@ -1,0 +1,33 @@
+import { defineCommand } from 'citty';
+import { ReserverError } from '../errors.js';
+import { readReservationHistory, readRunKeyHistory } from '../events/queries.js';
+import { eventJson, printJson } from '../output.js';
+import { commonArgs, identity, identityArgs, parseOrHelp, withLedger } from './shared.js';
+
+export default defineCommand({
+  meta: {
+    name: 'history',
+    description:
+      'Show every ledger event of a reservation, or of every reservation that ever held a run key (across clean and re-reserve), in ledger order: {"events": [...]}. Each event has position, event_id, reservation_id, run_key, version, type, data, recorded_at, recorded_at_iso, recorded_at_ms and actor.\n\n' +
+      'Usage: orchesjob-reserver history (--run-key KEY | --reservation-id ID)\n' +
+      'Exit codes: 0 ok, 1 general error, 2 invalid arguments, 4 not found (no event for that run key or reservation ID).\n' +
+      'Example: orchesjob-reserver history --run-key nightly-2026-05-04',
+  },
+  args: {
+    ...identityArgs,
+    ...commonArgs,
+  },
+  async run(ctx) {
+    const parsed = await parseOrHelp(ctx);
+    if (parsed === null) return;
+    const { flags } = parsed;
+    const id = identity(flags);
+    const events = await withLedger(flags, (ledger) =>
+      'runKey' in id ? readRunKeyHistory(ledger.db, id.runKey) : readReservationHistory(ledger.db, id.reservationId),
+    );
+    if (events.length === 0) {
+      throw new ReserverError('NOT_FOUND', 'Reservation not found.');
+    }
+    printJson({ events: events.map(eventJson) });
+  },
+});

@@ -1,0 +1,146 @@
+import type { Kysely } from 'kysely';
+import type { Database } from '../db/schema.js';
+import type { Reservation, ReservationState } from '../events/index.js';
+import { evolve } from '../events/index.js';
+import { readEventsAfter } from '../events/store.js';
+import { stringifySorted } from '../json.js';
+import type { ReservationRow } from './reservations.js';
+import { reservationToRow, writeProjection } from './reservations.js';
+
+/**
+ * Replaying the ledger: the state of every reservation folded from its events alone, at any position,
+ * and compared with (or written over) the `reservations` projection.
+ */
+
+export interface Folded {
+  /** Every stream's state, cleaned ones included (`cleaned: true`). */
+  readonly states: Map<string, Reservation>;
+  /** Position of the last event folded (0 when none). */
+  readonly position: number;
+  readonly events: number;
+}
+
+/** Events are read in batches of this many: a million-event ledger never sits in memory at once. */
+const BATCH = 5000;
+
+/**
+ * Fold the ledger in position order, up to and including `untilPosition`, or the events recorded at
+ * or before `untilSecond` (whichever is given; the whole ledger otherwise).
+ */
+export async function foldLedger(
+  db: Kysely<Database>,
+  until: { position?: number; second?: number } = {},
+): Promise<Folded> {
+  const states = new Map<string, Reservation>();
+  let position = 0;
+  let events = 0;
+  for (;;) {
+    const batch = await readEventsAfter(db, position, BATCH);
+    if (batch.length === 0) break;
+    for (const event of batch) {
+      if (until.position !== undefined && event.position > until.position) return { states, position, events };
+      if (until.second !== undefined && event.recordedAt > until.second) return { states, position, events };
+      const state: ReservationState = states.get(event.reservationId) ?? null;
+      states.set(event.reservationId, evolve(state, event));
+      position = event.position;
+      events++;
+    }
+  }
+  return { states, position, events };
+}
+
+/** The live reservations of a fold, in `list` order (newest `created_at` first). */
+export function liveReservations(folded: Folded): Reservation[] {
+  return [...folded.states.values()]
+    .filter((r) => !r.cleaned)
+    .sort((a, b) => b.createdAt - a.createdAt || (a.reservationId < b.reservationId ? 1 : a.reservationId > b.reservationId ? -1 : 0));
+}
+
+export interface Mismatch {
+  readonly reservation_id: string;
+  readonly run_key: string;
+  /** A column of `reservations`, or `row` when the row itself is missing from one side. */
+  readonly field: string;
+  readonly projection: unknown;
+  readonly ledger: unknown;
+}
+
+/** Columns holding JSON text: compared by value, so `1.0` written by Python equals `1`. */
+const JSON_COLUMNS = new Set(['command_json', 'metadata_json', 'orchesjob_start_options_json']);
+
+/**
+ * Compare the projection with the fold of the whole ledger, column by column.
+ */
+export async function verifyProjection(
+  db: Kysely<Database>,
+): Promise<{ verified: boolean; events: number; reservations: number; mismatches: Mismatch[] }> {
+  const folded = await foldLedger(db);
+  const rows = await db.selectFrom('reservations').selectAll().execute();
+  const mismatches: Mismatch[] = [];
+  const seen = new Set<string>();
+  for (const row of rows) {
+    seen.add(row.reservation_id);
+    const state = folded.states.get(row.reservation_id);
+    if (state === undefined || state.cleaned) {
+      mismatches.push({
+        reservation_id: row.reservation_id,
+        run_key: row.run_key,
+        field: 'row',
+        projection: 'present',
+        ledger: state === undefined ? 'no events' : 'cleaned',
+      });
+      continue;
+    }
+    const expected = reservationToRow(state) as ReservationRow;
+    for (const column of Object.keys(expected) as (keyof ReservationRow)[]) {
+      if (!sameValue(column, row[column], expected[column])) {
+        mismatches.push({
+          reservation_id: row.reservation_id,
+          run_key: row.run_key,
+          field: column,
+          projection: row[column],
+          ledger: expected[column],
+        });
+      }
+    }
+  }
+  for (const state of folded.states.values()) {
+    if (!state.cleaned && !seen.has(state.reservationId)) {
+      mismatches.push({
+        reservation_id: state.reservationId,
+        run_key: state.runKey,
+        field: 'row',
+        projection: 'missing',
+        ledger: state.status,
+      });
+    }
+  }
+  return { verified: mismatches.length === 0, events: folded.events, reservations: rows.length, mismatches };
+}
+
+function sameValue(column: string, actual: unknown, expected: unknown): boolean {
+  if (JSON_COLUMNS.has(column) && typeof actual === 'string' && typeof expected === 'string') {
+    try {
+      return stringifySorted(JSON.parse(actual)) === stringifySorted(JSON.parse(expected));
+    } catch {
+      return actual === expected;
+    }
+  }
+  return actual === expected;
+}
+
+/**
+ * Replace the whole projection with the fold of the ledger, in the caller's transaction. The one
+ * write to `reservations` that appends no event: it changes no state, it re-derives it.
+ */
+export async function rebuildProjection(tx: Kysely<Database>): Promise<{ events: number; reservations: number }> {
+  const folded = await foldLedger(tx);
+  await tx.deleteFrom('reservations').execute();
+  let reservations = 0;
+  for (const state of folded.states.values()) {
+    if (state.cleaned) continue;
+    await writeProjection(tx, state);
+    reservations++;
+  }
+  return { events: folded.events, reservations };
+}

@@ -1,0 +1,146 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, describe, expect, it } from 'vitest';
+import { openLedger } from '../../src/db/open.js';
+import { readStream } from '../../src/events/store.js';
+import { transition } from '../../src/ledger.js';
+import { foldLedger, rebuildProjection, verifyProjection } from '../../src/projections/replay.js';
+import { immediate } from '../../src/db/transaction.js';
+
+/**
+ * A database written by the Python tool (made by a Python script with its exact schema and rows) is
+ * adopted in place: every row kept, explained by imported events, readable by the Python tool after.
+ */
+
+const MAKE_DB = new URL('../support/make-python-db.py', import.meta.url).pathname;
+const PYTHON_COLUMNS = [
+  'reservation_id',
+  'run_key',
+  'command_json',
+  'reservation_status',
+  'job_id',
+  'not_before',
+  'expires_at',
+  'metadata_json',
+  'orchesjob_start_options_json',
+  'created_at',
+  'updated_at',
+  'dispatched_at',
+  'last_error',
+] as const;
+
+const folders: string[] = [];
+afterEach(() => {
+  for (const f of folders.splice(0)) rmSync(f, { recursive: true, force: true });
+});
+
+function pythonDb(): { path: string; rows: Record<string, unknown>[] } {
+  const folder = mkdtempSync(join(tmpdir(), 'ojr-adopt-'));
+  folders.push(folder);
+  const path = join(folder, 'reserver.sqlite3');
+  const made = spawnSync('python3', [MAKE_DB, path], { encoding: 'utf8' });
+  expect(made.status, made.stderr).toBe(0);
+  return { path, rows: made.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>) };
+}
+
+function pythonRows(path: string): Record<string, unknown>[] {
+  const db = new Database(path, { readonly: true });
+  try {
+    return db.prepare(`SELECT ${PYTHON_COLUMNS.join(', ')} FROM reservations ORDER BY run_key`).all() as Record<string, unknown>[];
+  } finally {
+    db.close();
+  }
+}
+
+describe('adopting a database written by the Python tool', () => {
+  it('keeps every row and value, explains each with imported events, and verifies', async () => {
+    const { path, rows } = pythonDb();
+    expect(rows.map((r) => r.reservation_status).sort()).toEqual(
+      ['CANCELLED', 'DISPATCHED', 'DISPATCHING', 'DISPATCH_FAILED', 'EXPIRED', 'RESERVED', 'RESERVED'].sort(),
+    );
+    const before = pythonRows(path);
+    const ledger = await openLedger(path);
+    try {
+      expect(pythonRows(path)).toEqual(before);
+      const verified = await verifyProjection(ledger.db);
+      expect(verified).toMatchObject({ verified: true, reservations: 7, mismatches: [] });
+      const byKey = new Map(before.map((r) => [r.run_key as string, r]));
+      const expectedTypes: Record<string, string[]> = {
+        'py-reserved': ['Reserved'],
+        'py-recovered': ['Reserved', 'DispatchClaimed', 'ClaimReleased'],
+        'py-dispatching': ['Reserved', 'DispatchClaimed'],
+        'py-dispatched': ['Reserved', 'DispatchClaimed', 'Dispatched'],
+        'py-failed': ['Reserved', 'DispatchClaimed', 'DispatchFailed'],
+        'py-expired': ['Reserved', 'Expired'],
+        'py-cancelled': ['Reserved', 'Cancelled'],
+      };
+      for (const [key, types] of Object.entries(expectedTypes)) {
+        const row = byKey.get(key)!;
+        const events = await readStream(ledger.db, row.reservation_id as string);
+        expect(events.map((e) => e.type), key).toEqual(types);
+        expect(events.map((e) => e.version)).toEqual(types.map((_, i) => i + 1));
+        for (const e of events) {
+          expect(e.actor).toBe('import');
+          expect((e.data as { imported?: boolean }).imported).toBe(true);
+          expect(e.runKey).toBe(key);
+        }
+        expect(events[0]?.recordedAt).toBe(row.created_at);
+      }
+      // Metadata written by Python (1.5, non-ASCII keys) survives as text and as data.
+      const reserved = await readStream(ledger.db, byKey.get('py-reserved')!.reservation_id as string);
+      expect(reserved[0]?.data).toMatchObject({ metadata: { dag_id: 'd', n: 1.5 }, orchesjob_start_options: ['--strict'] });
+    } finally {
+      await ledger.close();
+    }
+    // Opening again adopts nothing twice.
+    const again = await openLedger(path);
+    const count = again.raw.prepare('SELECT count(*) AS n FROM reservation_events').get() as { n: number };
+    await again.close();
+    expect(count.n).toBe(16);
+  });
+
+  it('lets the Python tool read the file afterwards', async () => {
+    const { path } = pythonDb();
+    await (await openLedger(path)).close();
+    const script = [
+      'import json, sqlite3, sys',
+      'conn = sqlite3.connect(sys.argv[1]); conn.row_factory = sqlite3.Row',
+      // what the Python tool's connect/init_db/fetch_by_run_key do
+      'conn.execute("PRAGMA journal_mode=WAL")',
+      `conn.executescript(open(sys.argv[2]).read().split('SCHEMA = """')[1].split('"""')[0])`,
+      'row = conn.execute("SELECT * FROM reservations WHERE run_key = ?", ("py-dispatched",)).fetchone()',
+      'print(json.dumps({"status": row["reservation_status"], "job_id": row["job_id"], "command": json.loads(row["command_json"])}))',
+    ].join('\n');
+    const read = spawnSync('python3', ['-c', script, path, MAKE_DB], { encoding: 'utf8' });
+    expect(read.status, read.stderr).toBe(0);
+    expect(JSON.parse(read.stdout)).toEqual({
+      status: 'DISPATCHED',
+      job_id: 'job-1',
+      command: ['/jobs/run.sh', '--key', 'py-dispatched'],
+    });
+  });
+
+  it('treats adopted rows like any other: cancel, replay at a position, rebuild', async () => {
+    const { path } = pythonDb();
+    const ledger = await openLedger(path);
+    try {
+      const { reservation } = await transition(ledger.db, { runKey: 'py-expired' }, { type: 'Cancel' }, { actor: 'test' });
+      expect(reservation).toMatchObject({ status: 'CANCELLED', version: 3 });
+      const atImport = await foldLedger(ledger.db, { position: 16 });
+      expect([...atImport.states.values()].find((r) => r.runKey === 'py-expired')?.status).toBe('EXPIRED');
+      ledger.raw.prepare(`UPDATE reservations SET job_id = 'forged' WHERE run_key = 'py-dispatched'`).run();
+      const tampered = await verifyProjection(ledger.db);
+      expect(tampered.verified).toBe(false);
+      expect(tampered.mismatches).toEqual([
+        expect.objectContaining({ run_key: 'py-dispatched', field: 'job_id', projection: 'forged', ledger: 'job-1' }),
+      ]);
+      await immediate(ledger.db, (tx) => rebuildProjection(tx));
+      expect((await verifyProjection(ledger.db)).verified).toBe(true);
+    } finally {
+      await ledger.close();
+    }
+  });
+});
