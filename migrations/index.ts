@@ -1,6 +1,7 @@
 import type { Migration } from 'kysely';
 import { ledger } from './0001_ledger.js';
 import { adoptPythonRows } from './0002_adopt_python_rows.js';
+import { retries } from './0003_retries.js';
 
 /**
  * Every migration, in order, registered statically: the CLI is bundled and never scans a folder.
@@ -10,6 +11,7 @@ import { adoptPythonRows } from './0002_adopt_python_rows.js';
 export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0001_ledger': ledger,
   '0002_adopt_python_rows': adoptPythonRows,
+  '0003_retries': retries,
 };
 
 /** `PRAGMA user_version` of a database whose schema is current. */

@@ -7,6 +7,11 @@ import { commonArgs, list, parseOrHelp, str, validRunKey, withLedger } from './s
 
 /** Metadata is a JSON object of at most 64 KiB (UTF-8). */
 export const MAX_METADATA_BYTES = 64 * 1024;
+/** Seconds between attempts when `--max-attempts` is given without `--retry-delay`. */
+export const DEFAULT_RETRY_DELAY = 60;
+/** Bounds that keep a typo from scheduling years of retries. */
+const MAX_ATTEMPTS_LIMIT = 100;
+const MAX_RETRY_DELAY = 7 * 24 * 3600;
 
 export default defineCommand({
   meta: {
@@ -30,6 +35,16 @@ export default defineCommand({
       description: 'Expire the reservation if it has not been dispatched by this time',
     },
     'metadata-json': { type: 'string', valueHint: 'JSON', description: 'JSON object stored with the reservation (<= 64 KiB)' },
+    'max-attempts': {
+      type: 'string',
+      valueHint: 'N',
+      description: `Starts to try before DISPATCH_FAILED; a failed start with attempts left is tried again after --retry-delay (expires_at still wins). Default: 1`,
+    },
+    'retry-delay': {
+      type: 'string',
+      valueHint: 'SECONDS',
+      description: `Whole seconds between a failed start and the next attempt. Default: ${DEFAULT_RETRY_DELAY}`,
+    },
     ...commonArgs,
   },
   async run(ctx) {
@@ -51,18 +66,29 @@ export default defineCommand({
     const notBefore = notBeforeFlag === undefined ? null : parseTime(notBeforeFlag, 'not_before');
     const expiresAt = expiresAtFlag === undefined ? null : parseTime(expiresAtFlag, 'expires_at');
     const metadata = parseMetadata(str(flags, 'metadata-json'));
+    const maxAttempts = wholeNumber(str(flags, 'max-attempts'), 'max-attempts', 1, MAX_ATTEMPTS_LIMIT) ?? 1;
+    const retryDelay = wholeNumber(str(flags, 'retry-delay'), 'retry-delay', 0, MAX_RETRY_DELAY) ?? DEFAULT_RETRY_DELAY;
 
     await withLedger(flags, async (ledger) => {
       const result = await reserve(
         ledger.db,
         runKey,
-        { type: 'Reserve', command, orchesjobStartOptions: startOptions, metadata, notBefore, expiresAt },
+        { type: 'Reserve', command, orchesjobStartOptions: startOptions, metadata, notBefore, expiresAt, maxAttempts, retryDelay },
         { actor: 'cli:reserve' },
       );
       printJson({ created: result.created, reservation: reservationJson(result.reservation) });
     });
   },
 });
+
+function wholeNumber(value: string | undefined, flag: string, min: number, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!/^\s*\d+\s*$/.test(value) || n < min || n > max) {
+    throw invalidArgument(`Invalid --${flag}: ${JSON.stringify(value)} (a whole number from ${min} to ${max}).`);
+  }
+  return n;
+}
 
 function parseMetadata(text: string | undefined): Record<string, unknown> | null {
   if (text === undefined) return null;

@@ -42,6 +42,12 @@ export interface ReservationsTable {
   claim_host: string | null;
   claim_pid: number | null;
   claimed_at_ms: number | null;
+  attempts: number;
+  max_attempts: number;
+  /** Seconds between a failed attempt and the next. */
+  retry_delay: number;
+  /** Epoch seconds at which the next attempt is due, after a failed one. */
+  retry_at: number | null;
 }
 
 export interface Database {

@@ -237,7 +237,7 @@ export class Dispatcher {
           const nowMs = this.opts.clock();
           const command = outcome.ok
             ? ({ type: 'RecordDispatch', jobId: outcome.jobId, recovered: outcome.recovered === true } as const)
-            : ({ type: 'RecordFailure', error: outcome.error, exitCode: outcome.exitCode } as const);
+            : ({ type: 'RecordFailure', error: outcome.error, exitCode: outcome.exitCode, nowMs } as const);
           await applyCommand(tx, current, command, { nowMs, actor: this.actor });
         });
         return;

@@ -20,6 +20,7 @@ export const LOG_EVENT_OF = {
   Cancelled: 'reservation_cancelled',
   Cleaned: 'reservation_cleaned',
   ClaimReleased: 'recovered_dispatching',
+  DispatchAttemptFailed: 'dispatch_attempt_failed',
 } as const satisfies Record<ReservationEvent['type'], string>;
 
 /**
@@ -72,6 +73,15 @@ export function eventLine(event: StoredEvent, state: ReservationState): LogLine 
       return { ...base, actor: event.actor };
     case 'Cleaned':
       return { ...base, actor: event.actor };
+    case 'DispatchAttemptFailed':
+      return {
+        ...base,
+        error: event.data.error,
+        exit_code: event.data.exit_code,
+        attempt: event.data.attempt,
+        max_attempts: event.data.max_attempts,
+        retry_at: event.data.retry_at,
+      };
     case 'ClaimReleased':
       return { ...base, count: 1, reason: event.data.reason, previous_owner: event.data.previous_owner };
     default: {

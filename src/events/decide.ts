@@ -11,6 +11,9 @@ export type ReservationCommand =
       readonly metadata: Readonly<Record<string, unknown>> | null;
       readonly notBefore: number | null;
       readonly expiresAt: number | null;
+      /** Starts to try before DISPATCH_FAILED (default 1) and seconds between them. */
+      readonly maxAttempts?: number;
+      readonly retryDelay?: number;
     }
   | {
       readonly type: 'Claim';
@@ -20,13 +23,13 @@ export type ReservationCommand =
       readonly startTimeoutMs?: number;
     }
   | { readonly type: 'RecordDispatch'; readonly jobId: string; readonly recovered?: boolean }
-  | { readonly type: 'RecordFailure'; readonly error: string; readonly exitCode: number | null }
+  | { readonly type: 'RecordFailure'; readonly error: string; readonly exitCode: number | null; readonly nowMs: number }
   | { readonly type: 'Expire'; readonly nowMs: number }
   | { readonly type: 'Cancel' }
   | { readonly type: 'Clean' }
   | { readonly type: 'ReleaseClaim'; readonly reason: string };
 
-/** The event type each command leads to. */
+/** The event type each command leads to (RecordFailure: or DispatchAttemptFailed, from the same states). */
 const EVENT_OF: { readonly [C in ReservationCommand['type']]: EventType } = {
   Reserve: 'Reserved',
   Claim: 'DispatchClaimed',
@@ -73,6 +76,9 @@ export function decide(state: ReservationState, command: ReservationCommand): Ne
           metadata: command.metadata,
           not_before: command.notBefore,
           expires_at: command.expiresAt,
+          ...((command.maxAttempts ?? 1) > 1
+            ? { max_attempts: command.maxAttempts, retry_delay: command.retryDelay ?? 0 }
+            : {}),
         },
       },
     ];
@@ -113,13 +119,25 @@ export function decide(state: ReservationState, command: ReservationCommand): Ne
           data: command.recovered ? { job_id: command.jobId, recovered: true } : { job_id: command.jobId },
         },
       ];
-    case 'RecordFailure':
-      return [
-        {
-          type: 'DispatchFailed',
-          data: { error: truncate(command.error, MAX_ERROR_CHARS), exit_code: command.exitCode },
-        },
-      ];
+    case 'RecordFailure': {
+      const error = truncate(command.error, MAX_ERROR_CHARS);
+      const attempt = live.attempts + 1;
+      if (attempt < live.maxAttempts) {
+        return [
+          {
+            type: 'DispatchAttemptFailed',
+            data: {
+              error,
+              exit_code: command.exitCode,
+              attempt,
+              max_attempts: live.maxAttempts,
+              retry_at: Math.floor(command.nowMs / 1000) + live.retryDelay,
+            },
+          },
+        ];
+      }
+      return [{ type: 'DispatchFailed', data: { error, exit_code: command.exitCode } }];
+    }
     case 'Expire':
       if (!isExpiredAt(live, command.nowMs)) {
         throw new IllegalTransitionError('Expire', from, 'reservation has not reached expires_at');
@@ -138,9 +156,13 @@ export function decide(state: ReservationState, command: ReservationCommand): Ne
   }
 }
 
-/** When a reservation becomes due, in epoch milliseconds: `not_before`, else its creation. */
+/**
+ * When a reservation becomes due, in epoch milliseconds: `not_before`, else its creation; after a
+ * failed attempt, not before its retry time.
+ */
 export function dueAtMs(r: Reservation): number {
-  return r.notBefore === null ? r.createdAtMs : r.notBefore * 1000;
+  const due = r.notBefore === null ? r.createdAtMs : r.notBefore * 1000;
+  return r.retryAt === null ? due : Math.max(due, r.retryAt * 1000);
 }
 
 /** A reservation with `expires_at` expires at that second: at `now >= expires_at`, as in the Python tool. */

@@ -20,6 +20,14 @@ export interface Reservation {
   readonly lastError: string | null;
   /** Version of the last event folded in. */
   readonly version: number;
+  /** Starts that may be tried, 1 unless `reserve --max-attempts` said more. */
+  readonly maxAttempts: number;
+  /** Seconds between a failed attempt and the next. */
+  readonly retryDelay: number;
+  /** Failed attempts so far. */
+  readonly attempts: number;
+  /** When the next attempt is due (epoch seconds) after a failed one, else null. */
+  readonly retryAt: number | null;
   /** The live claim while DISPATCHING, else null. */
   readonly claim: (ClaimOwner & { readonly claimedAtMs: number }) | null;
   /** True once `Cleaned`: the projection row is gone and the run key is free. */
@@ -40,6 +48,7 @@ export const ALLOWED_FROM: { readonly [T in EventType]: readonly (ReservationSta
   Dispatched: ['DISPATCHING'],
   DispatchFailed: ['DISPATCHING'],
   ClaimReleased: ['DISPATCHING'],
+  DispatchAttemptFailed: ['DISPATCHING'],
   Cleaned: TERMINAL_STATUSES,
 };
 
@@ -98,6 +107,10 @@ export function evolve(state: ReservationState, event: ReservationEvent): Reserv
       dispatchedAt: null,
       lastError: null,
       version: event.version,
+      maxAttempts: d.max_attempts ?? 1,
+      retryDelay: d.retry_delay ?? 0,
+      attempts: 0,
+      retryAt: null,
       claim: null,
       cleaned: false,
     };
@@ -125,7 +138,16 @@ export function evolve(state: ReservationState, event: ReservationEvent): Reserv
         claim: null,
       };
     case 'DispatchFailed':
-      return { ...next, status: 'DISPATCH_FAILED', lastError: event.data.error, claim: null };
+      return { ...next, status: 'DISPATCH_FAILED', lastError: event.data.error, attempts: s.attempts + 1, claim: null };
+    case 'DispatchAttemptFailed':
+      return {
+        ...next,
+        status: 'RESERVED',
+        lastError: event.data.error,
+        attempts: event.data.attempt,
+        retryAt: event.data.retry_at,
+        claim: null,
+      };
     case 'Expired':
       return { ...next, status: 'EXPIRED', lastError: EXPIRED_ERROR };
     case 'Cancelled':

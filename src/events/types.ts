@@ -48,6 +48,7 @@ export const EVENT_TYPES = [
   'Cancelled',
   'Cleaned',
   'ClaimReleased',
+  'DispatchAttemptFailed',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
@@ -61,6 +62,10 @@ export interface ReservedData {
   readonly expires_at: number | null;
   /** True when this event was written while adopting a database of the Python tool. */
   readonly imported?: boolean;
+  /** How many starts may be tried (`reserve --max-attempts`); absent means 1, the spec's behaviour. */
+  readonly max_attempts?: number;
+  /** Seconds between a failed start and the next attempt (`reserve --retry-delay`). */
+  readonly retry_delay?: number;
 }
 
 /** Who holds a claim: enough to tell later whether that process still exists. */
@@ -118,6 +123,20 @@ export interface ClaimReleasedData {
   readonly previous_owner: ClaimOwner | null;
 }
 
+/**
+ * A start failed and attempts are left: DISPATCHING -> RESERVED, due again at `retry_at`. The last
+ * attempt's failure is a `DispatchFailed` instead, so every attempt's error stays in the history.
+ */
+export interface DispatchAttemptFailedData {
+  readonly error: string;
+  readonly exit_code: number | null;
+  /** Which attempt failed, from 1. */
+  readonly attempt: number;
+  readonly max_attempts: number;
+  /** Epoch seconds at which the next attempt is due. */
+  readonly retry_at: number;
+}
+
 export interface EventDataByType {
   Reserved: ReservedData;
   DispatchClaimed: DispatchClaimedData;
@@ -127,6 +146,7 @@ export interface EventDataByType {
   Cancelled: CancelledData;
   Cleaned: CleanedData;
   ClaimReleased: ClaimReleasedData;
+  DispatchAttemptFailed: DispatchAttemptFailedData;
 }
 
 /** What `decide` returns: the fact, before the ledger gives it an id, a version and a time. */

@@ -28,6 +28,10 @@ export function rowToReservation(row: ReservationRow): Reservation {
     dispatchedAt: row.dispatched_at,
     lastError: row.last_error,
     version: row.version,
+    maxAttempts: row.max_attempts,
+    retryDelay: row.retry_delay,
+    attempts: row.attempts,
+    retryAt: row.retry_at,
     claim:
       row.claim_dispatcher_id === null
         ? null
@@ -66,6 +70,10 @@ export function reservationToRow(r: Reservation): Insertable<ReservationsTable> 
     claim_host: r.claim?.host ?? null,
     claim_pid: r.claim?.pid ?? null,
     claimed_at_ms: r.claim?.claimedAtMs ?? null,
+    attempts: r.attempts,
+    max_attempts: r.maxAttempts,
+    retry_delay: r.retryDelay,
+    retry_at: r.retryAt,
   };
 }
 
@@ -151,8 +159,9 @@ export async function findCleanable(db: Reader, selection: CleanSelection): Prom
 }
 
 /**
- * The dispatcher's ready queue: RESERVED, due (`COALESCE(not_before, created_at) <= now`) and not
- * expired, in the Python tool's order. Served by `idx_reservations_ready`.
+ * The dispatcher's ready queue: RESERVED, due (`COALESCE(not_before, created_at) <= now`, and a
+ * retry's `retry_at <= now`) and not expired, in the Python tool's order. Served by
+ * `idx_reservations_ready`.
  */
 export async function findReady(db: Reader, nowSec: number, limit: number): Promise<Reservation[]> {
   const rows = await db
@@ -161,6 +170,7 @@ export async function findReady(db: Reader, nowSec: number, limit: number): Prom
     .where('reservation_status', '=', 'RESERVED')
     .where(sql<number>`COALESCE(not_before, created_at)`, '<=', nowSec)
     .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', nowSec)]))
+    .where((eb) => eb.or([eb('retry_at', 'is', null), eb('retry_at', '<=', nowSec)]))
     .orderBy(sql`COALESCE(not_before, created_at)`)
     .orderBy('created_at')
     .limit(limit)
@@ -188,7 +198,7 @@ export async function findExpiring(db: Reader, nowSec: number): Promise<Reservat
 export async function nextDueAt(db: Reader): Promise<number | null> {
   const due = await db
     .selectFrom('reservations')
-    .select(sql<number | null>`MIN(COALESCE(not_before, created_at))`.as('at'))
+    .select(sql<number | null>`MIN(MAX(COALESCE(not_before, created_at), COALESCE(retry_at, 0)))`.as('at'))
     .where('reservation_status', '=', 'RESERVED')
     .executeTakeFirst();
   const expiry = await db

@@ -156,7 +156,7 @@ async function seed(home: string, specs: { key: string; atS: number; state: Seed
       if (state === 'DISPATCHING' || state === 'DISPATCH_FAILED' || state === 'DISPATCHED') {
         steps.push({ type: 'Claim', owner: OWNER, argv: ['orchesjob'], nowMs: atS * 1000 });
       }
-      if (state === 'DISPATCH_FAILED') steps.push({ type: 'RecordFailure', error: 'boom', exitCode: 7 });
+      if (state === 'DISPATCH_FAILED') steps.push({ type: 'RecordFailure', error: 'boom', exitCode: 7, nowMs: Date.now() });
       if (state === 'DISPATCHED') steps.push({ type: 'RecordDispatch', jobId: `job-${key}` });
       for (const step of steps) await transition(ledger.db, { runKey: key }, step, ctx);
     }

@@ -86,7 +86,7 @@ async function writeScenario(): Promise<void> {
   ids.set('nightly-ok', await reserveAt('nightly-ok', ms(S), { notBefore: S + 60 })); // 1
   ids.set('nightly-fail', await reserveAt('nightly-fail', ms(S + 10))); // 2
   await claim('nightly-fail', ms(S + 12, 500)); // 3: 2.5 s after creation
-  await act('nightly-fail', ms(S + 13), BY_D1, { type: 'RecordFailure', error: FAIL_ERROR, exitCode: 5 }); // 4
+  await act('nightly-fail', ms(S + 13), BY_D1, { type: 'RecordFailure', error: FAIL_ERROR, exitCode: 5, nowMs: ms(S + 13) }); // 4
   ids.set('nightly-expire', await reserveAt('nightly-expire', ms(S + 20), { notBefore: S + 100, expiresAt: S + 200 })); // 5
   ids.set('nightly-rerun#1', await reserveAt('nightly-rerun', ms(S + 30))); // 6
   await act('nightly-rerun', ms(S + 40), 'cli:cancel', { type: 'Cancel' }); // 7
@@ -104,7 +104,7 @@ async function writeScenario(): Promise<void> {
   ids.set('weekly-report', await reserveAt('weekly-report', ms(S + 400), { notBefore: S + 4000, expiresAt: S + 7200 })); // 19
   ids.set('hourly-timeout', await reserveAt('hourly-timeout', ms(S + 500))); // 20
   await claim('hourly-timeout', ms(S + 500, 100)); // 21
-  await act('hourly-timeout', ms(S + 560), BY_D1, { type: 'RecordFailure', error: TIMEOUT_ERROR, exitCode: null }); // 22
+  await act('hourly-timeout', ms(S + 560), BY_D1, { type: 'RecordFailure', error: TIMEOUT_ERROR, exitCode: null, nowMs: ms(S + 560) }); // 22
   ids.set('adhoc-once', await reserveAt('adhoc-once', ms(S + 600))); // 23
   await act('adhoc-once', ms(S + 610), 'cli:cancel', { type: 'Cancel' }); // 24
   await act('adhoc-once', ms(S + 620), 'cli:clean', { type: 'Clean' }); // 25

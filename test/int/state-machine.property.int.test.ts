@@ -31,6 +31,10 @@ interface ModelReservation {
   notBefore: number | null;
   expiresAt: number | null;
   createdAt: number;
+  maxAttempts: number;
+  retryDelay: number;
+  attempts: number;
+  retryAt: number | null;
 }
 
 interface Model {
@@ -52,7 +56,7 @@ let dbCounter = 0;
 /** What the model says a transition command does, written from DESIGN.md's table, not from decide(). */
 function modelAllows(r: ModelReservation | undefined, cmd: string, now: number): boolean {
   if (r === undefined) return false;
-  const due = now >= (r.notBefore ?? r.createdAt);
+  const due = now >= (r.notBefore ?? r.createdAt) && (r.retryAt === null || now >= r.retryAt);
   const expired = r.expiresAt !== null && now >= r.expiresAt;
   switch (cmd) {
     case 'Claim':
@@ -131,6 +135,10 @@ async function checkInvariants(model: Model, real: Real): Promise<void> {
       claim_host: folded.claim?.host ?? null,
       claim_pid: folded.claim?.pid ?? null,
       claimed_at_ms: folded.claim?.claimedAtMs ?? null,
+      attempts: folded.attempts,
+      max_attempts: folded.maxAttempts,
+      retry_delay: folded.retryDelay,
+      retry_at: folded.retryAt,
     });
     // The fold itself, against the state machine's rules for each status.
     if (folded.status === 'DISPATCHED') {
@@ -151,6 +159,8 @@ async function checkInvariants(model: Model, real: Real): Promise<void> {
     expect(row.reservation_id).toBe(m.id);
     expect(row.reservation_status).toBe(m.status);
     expect(row.job_id).toBe(m.jobId);
+    expect(row.attempts).toBe(m.attempts);
+    expect(row.retry_at).toBe(m.retryAt);
   }
 }
 
@@ -159,6 +169,8 @@ class ReserveCmd implements fc.AsyncCommand<Model, Real> {
     readonly key: string,
     readonly notBeforeIn: number | null,
     readonly expiresIn: number | null,
+    readonly maxAttempts: number,
+    readonly retryDelay: number,
   ) {}
   check = () => true;
   async run(model: Model, real: Real): Promise<void> {
@@ -168,7 +180,16 @@ class ReserveCmd implements fc.AsyncCommand<Model, Real> {
     const result = await reserve(
       real.ledger.db,
       this.key,
-      { type: 'Reserve', command: ['job', this.key], orchesjobStartOptions: [], metadata: null, notBefore, expiresAt },
+      {
+        type: 'Reserve',
+        command: ['job', this.key],
+        orchesjobStartOptions: [],
+        metadata: null,
+        notBefore,
+        expiresAt,
+        maxAttempts: this.maxAttempts,
+        retryDelay: this.retryDelay,
+      },
       { actor: 'test', clock: () => real.now * 1000 },
     );
     const existing = model.live.get(this.key);
@@ -185,12 +206,17 @@ class ReserveCmd implements fc.AsyncCommand<Model, Real> {
         notBefore,
         expiresAt,
         createdAt: model.now,
+        maxAttempts: this.maxAttempts,
+        retryDelay: this.retryDelay,
+        attempts: 0,
+        retryAt: null,
       });
       expect(await eventCount(real.ledger)).toBe(before + 1);
     }
     await checkInvariants(model, real);
   }
-  toString = () => `reserve(${this.key}, nb=${this.notBeforeIn}, exp=${this.expiresIn})`;
+  toString = () =>
+    `reserve(${this.key}, nb=${this.notBeforeIn}, exp=${this.expiresIn}, attempts=${this.maxAttempts}, delay=${this.retryDelay})`;
 }
 
 class TransitionCmd implements fc.AsyncCommand<Model, Real> {
@@ -222,8 +248,15 @@ class TransitionCmd implements fc.AsyncCommand<Model, Real> {
       if (next === 'GONE') {
         model.live.delete(this.key);
         model.cleanedStreams++;
+      } else if (this.type === 'RecordFailure' && m.attempts + 1 < m.maxAttempts) {
+        // Attempts left: back to RESERVED, due again after the delay.
+        m.attempts++;
+        m.status = 'RESERVED';
+        m.retryAt = model.now + m.retryDelay;
+        APPLIED['retry'] = (APPLIED['retry'] ?? 0) + 1;
       } else {
         m.status = next;
+        if (this.type === 'RecordFailure') m.attempts++;
         if (this.type === 'RecordDispatch') m.jobId = this.jobId;
       }
       expect(await eventCount(real.ledger)).toBe(before + 1);
@@ -239,7 +272,7 @@ class TransitionCmd implements fc.AsyncCommand<Model, Real> {
       case 'RecordDispatch':
         return { type: 'RecordDispatch', jobId: this.jobId };
       case 'RecordFailure':
-        return { type: 'RecordFailure', error: 'boom', exitCode: 7 };
+        return { type: 'RecordFailure', error: 'boom', exitCode: 7, nowMs };
       case 'Expire':
         return { type: 'Expire', nowMs };
       case 'Cancel':
@@ -278,7 +311,11 @@ const transitionType = fc.oneof(
 const allCommands = [
   fc
     .tuple(key, fc.option(fc.integer({ min: -2, max: 3 }), { nil: null }), fc.option(fc.integer({ min: 0, max: 4 }), { nil: null }))
-    .map(([k, nb, exp]) => new ReserveCmd(k, nb, exp)),
+    .chain(([k, nb, exp]) =>
+      fc
+        .tuple(fc.oneof({ arbitrary: fc.constant(1), weight: 2 }, { arbitrary: fc.integer({ min: 2, max: 3 }), weight: 2 }), fc.integer({ min: 0, max: 2 }))
+        .map(([max, delay]) => new ReserveCmd(k, nb, exp, max, delay)),
+    ),
   fc.tuple(key, transitionType, fc.uuid()).map(([k, t, job]) => new TransitionCmd(k, t, job)),
   fc.tuple(key, transitionType, fc.uuid()).map(([k, t, job]) => new TransitionCmd(k, t, job)),
   fc.integer({ min: 1, max: 3 }).map((s) => new TickCmd(s)),
@@ -305,7 +342,7 @@ describe('ledger state machine (model-based)', () => {
   it('exercised every transition', () => {
     console.info('applied transitions:', JSON.stringify(APPLIED));
     // A generator that stopped reaching deep states would make the property above vacuous.
-    for (const type of ['Claim', 'RecordDispatch', 'RecordFailure', 'Expire', 'Cancel', 'Clean', 'ReleaseClaim']) {
+    for (const type of ['Claim', 'RecordDispatch', 'RecordFailure', 'Expire', 'Cancel', 'Clean', 'ReleaseClaim', 'retry']) {
       expect(APPLIED[type] ?? 0, type).toBeGreaterThanOrEqual(Math.ceil(NUM_RUNS / 100));
     }
   });

@@ -46,7 +46,7 @@ const reserveCmd = (over: Partial<Extract<ReservationCommand, { type: 'Reserve' 
 });
 const claimCmd = (nowMs: number): ReservationCommand => ({ type: 'Claim', owner: OWNER, argv: ARGV, nowMs });
 const dispatchCmd: ReservationCommand = { type: 'RecordDispatch', jobId: 'job-123' };
-const failCmd: ReservationCommand = { type: 'RecordFailure', error: 'exit 3: boom', exitCode: 3 };
+const failCmd: ReservationCommand = { type: 'RecordFailure', error: 'exit 3: boom', exitCode: 3, nowMs: 0 };
 const expireCmd = (nowMs: number): ReservationCommand => ({ type: 'Expire', nowMs });
 const cancelCmd: ReservationCommand = { type: 'Cancel' };
 const cleanCmd: ReservationCommand = { type: 'Clean' };
@@ -171,6 +171,7 @@ const DESIGN_TO: Record<EventType, ReservationStatus | 'CLEANED'> = {
   DispatchFailed: 'DISPATCH_FAILED',
   ClaimReleased: 'RESERVED',
   Cleaned: 'CLEANED',
+  DispatchAttemptFailed: 'RESERVED',
 };
 
 const statusAfter = (s: ReservationState): Status =>
@@ -361,11 +362,11 @@ describe('decide: the data of each event', () => {
     expect(MAX_ERROR_CHARS).toBe(4000);
     const long = 'a'.repeat(3999) + 'bc' + 'z'.repeat(1000);
     const [event] = given(STREAMS.DISPATCHING())
-      .when({ type: 'RecordFailure', error: long, exitCode: null })
+      .when({ type: 'RecordFailure', error: long, exitCode: null, nowMs: 0 })
       .then(['DispatchFailed']);
     expect(event?.data).toEqual({ error: 'a'.repeat(3999) + 'b', exit_code: null });
     const exact = 'e'.repeat(4000);
-    const [kept] = decide(fold(STREAMS.DISPATCHING()), { type: 'RecordFailure', error: exact, exitCode: 1 });
+    const [kept] = decide(fold(STREAMS.DISPATCHING()), { type: 'RecordFailure', error: exact, exitCode: 1, nowMs: 0 });
     expect(kept?.type === 'DispatchFailed' && kept.data.error).toBe(exact);
   });
 
@@ -375,7 +376,7 @@ describe('decide: the data of each event', () => {
   // projection row no longer equals the fold of the ledger's JSON. Run keys count code points.
   it('RecordFailure never splits a character (counts code points, as "4000 characters" does)', () => {
     const error = 'x'.repeat(3999) + '\u{1F4A5}'.repeat(10); // 4009 characters
-    const [event] = decide(fold(STREAMS.DISPATCHING()), { type: 'RecordFailure', error, exitCode: 1 });
+    const [event] = decide(fold(STREAMS.DISPATCHING()), { type: 'RecordFailure', error, exitCode: 1, nowMs: 0 });
     const kept = event?.type === 'DispatchFailed' ? event.data.error : '';
     expect(kept).not.toMatch(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/);
     expect([...kept]).toHaveLength(4000);
@@ -418,6 +419,10 @@ describe('evolve: how each event changes the projection row', () => {
     updatedAt: T0,
     dispatchedAt: null,
     lastError: null,
+    maxAttempts: 1,
+    retryDelay: 0,
+    attempts: 0,
+    retryAt: null,
     version: 1,
     claim: null,
     cleaned: false,
@@ -470,6 +475,7 @@ describe('evolve: how each event changes the projection row', () => {
       updatedAt: T0 + 63,
       lastError: 'exit 3: boom',
       version: 3,
+      attempts: 1,
       claim: null,
     });
   });
@@ -498,6 +504,7 @@ describe('evolve: how each event changes the projection row', () => {
       updatedAt: T0 + 68,
       lastError: null,
       version: 4,
+      attempts: 1,
     });
   });
 
@@ -541,6 +548,7 @@ describe('evolve: an event that cannot follow is a corrupt ledger', () => {
     Cancelled: {},
     Cleaned: {},
     ClaimReleased: { reason: 'r', previous_owner: null },
+    DispatchAttemptFailed: { error: 'e', exit_code: 1, attempt: 1, max_attempts: 2, retry_at: T0 },
   };
   const eventOf = (type: EventType, version: number): ReservationEvent =>
     stamp([{ type, data: EVENT_DATA[type] } as NewEvent], { reservationId: RID, runKey: RUN_KEY, version: version - 1 }, {
@@ -559,6 +567,7 @@ describe('evolve: an event that cannot follow is a corrupt ledger', () => {
     DispatchFailed: ['DISPATCHING'],
     ClaimReleased: ['DISPATCHING'],
     Cleaned: ['DISPATCHED', 'CANCELLED', 'EXPIRED', 'DISPATCH_FAILED'],
+    DispatchAttemptFailed: ['DISPATCHING'],
   };
 
   for (const status of ALL_STATUSES) {
@@ -639,5 +648,61 @@ describe('purity: decide and evolve do not mutate their inputs', () => {
     }
     expect(events).toEqual(snapshot);
     expect(state?.cleaned).toBe(true);
+  });
+});
+
+describe('retries (reserve --max-attempts / --retry-delay)', () => {
+  const retrying = (max: number, delay: number): ReservationCommand => ({
+    type: 'Reserve',
+    command: ['job'],
+    orchesjobStartOptions: [],
+    metadata: null,
+    notBefore: null,
+    expiresAt: null,
+    maxAttempts: max,
+    retryDelay: delay,
+  });
+  const fail = (nowMs: number): ReservationCommand => ({ type: 'RecordFailure', error: `boom at ${nowMs}`, exitCode: 7, nowMs });
+  const claim = (nowMs: number): ReservationCommand => ({ type: 'Claim', owner: OWNER, argv: ['orchesjob'], nowMs });
+  const run = (...steps: [ReservationCommand, number][]) => history(...steps);
+
+  it('a failed start with attempts left goes back to RESERVED, due again after the delay', () => {
+    const events = run([retrying(3, 30), T0 * 1000], [claim(T0 * 1000 + 5), T0 * 1000 + 5], [fail(T0 * 1000 + 900), T0 * 1000 + 900]);
+    expect(events.map((e) => e.type)).toEqual(['Reserved', 'DispatchClaimed', 'DispatchAttemptFailed']);
+    expect(events[2]?.data).toEqual({ error: `boom at ${T0 * 1000 + 900}`, exit_code: 7, attempt: 1, max_attempts: 3, retry_at: T0 + 30 });
+    const state = fold(events)!;
+    expect(state).toMatchObject({ status: 'RESERVED', attempts: 1, retryAt: T0 + 30, lastError: `boom at ${T0 * 1000 + 900}`, claim: null });
+    expect(() => decide(state, claim((T0 + 29) * 1000 + 999))).toThrow(IllegalTransitionError);
+    expect(decide(state, claim((T0 + 30) * 1000)).map((e) => e.type)).toEqual(['DispatchClaimed']);
+  });
+
+  it('the last attempt ends in DISPATCH_FAILED; every attempt error stays in the history', () => {
+    const ms = T0 * 1000;
+    const events = run(
+      [retrying(2, 0), ms],
+      [claim(ms + 1), ms + 1],
+      [fail(ms + 2), ms + 2],
+      [claim(ms + 3), ms + 3],
+      [fail(ms + 4), ms + 4],
+    );
+    expect(events.map((e) => e.type)).toEqual(['Reserved', 'DispatchClaimed', 'DispatchAttemptFailed', 'DispatchClaimed', 'DispatchFailed']);
+    expect(fold(events)).toMatchObject({ status: 'DISPATCH_FAILED', attempts: 2, lastError: `boom at ${ms + 4}` });
+  });
+
+  it('one attempt (the default) fails at once, as the spec says', () => {
+    const ms = T0 * 1000;
+    const events = run([retrying(1, 60), ms], [claim(ms + 1), ms + 1], [fail(ms + 2), ms + 2]);
+    expect(events.map((e) => e.type)).toEqual(['Reserved', 'DispatchClaimed', 'DispatchFailed']);
+    expect(events[0]?.data).not.toHaveProperty('max_attempts');
+  });
+
+  it('expires_at still wins over a pending retry', () => {
+    const ms = T0 * 1000;
+    const reserve: ReservationCommand = { ...(retrying(3, 60) as Extract<ReservationCommand, { type: 'Reserve' }>), expiresAt: T0 + 10 };
+    const events = run([reserve, ms], [claim(ms + 1), ms + 1], [fail(ms + 2), ms + 2]);
+    const state = fold(events)!;
+    expect(state.status).toBe('RESERVED');
+    expect(decide(state, { type: 'Expire', nowMs: (T0 + 10) * 1000 }).map((e) => e.type)).toEqual(['Expired']);
+    expect(() => decide(state, claim((T0 + 60) * 1000))).toThrow(IllegalTransitionError);
   });
 });
