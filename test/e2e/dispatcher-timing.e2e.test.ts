@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import {
   expectWellFormed,
   ledgerEvents,
+  ROOT,
   reserve,
   sandbox,
   startDispatcher,
@@ -93,4 +94,36 @@ describe('dispatcher timing', () => {
     expect(spread).toBeLessThan(300);
     for (const gap of gaps) expect(gap).toBeGreaterThanOrEqual(500);
   }, 45_000);
+});
+
+describe('dispatcher and a busy database', () => {
+  it('another process holding the write lock for seconds delays a dispatch, without a dispatcher_error', async () => {
+    const { spawn } = await import('node:child_process');
+    const sb = sandbox();
+    const d = await startDispatcher(sb);
+    const due = Math.floor(Date.now() / 1000) + 2;
+    await reserve(sb, 'busy-1', ['echo', 'busy'], ['--not-before', String(due)]);
+    const holdMs = 3000;
+    const holder = spawn(
+      process.execPath,
+      [
+        '-e',
+        `const D = require('better-sqlite3'); const db = new D(process.argv[1]);
+         db.exec('BEGIN IMMEDIATE'); process.stdout.write('locked\\n');
+         setTimeout(() => { db.exec('COMMIT'); db.close(); }, ${holdMs});`,
+        sb.db,
+      ],
+      { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const holderExited = new Promise((resolve) => holder.once('exit', resolve));
+    await new Promise<void>((resolve) => holder.stdout!.once('data', () => resolve()));
+    const lockedAt = Date.now();
+    const started = await d.waitForLine((l) => l.event === 'dispatch_succeeded' && l.run_key === 'busy-1', 15_000);
+    await holderExited;
+    await d.stop();
+    expect(started).toBeDefined();
+    expect(Date.now() - lockedAt).toBeGreaterThanOrEqual(holdMs - 500);
+    expect(d.stderr).toBe('');
+    expect(await status(sb, 'busy-1')).toMatchObject({ reservation_status: 'DISPATCHED' });
+  });
 });
