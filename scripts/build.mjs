@@ -20,6 +20,9 @@ await build({
   define: { __VERSION__: JSON.stringify(pkg.version) },
   banner: { js: '#!/usr/bin/env node' },
   chunkNames: 'chunks/[name]-[hash]',
+  minify: true,
+  // Readable stack traces for --verbose and bug reports, at no start-up cost.
+  sourcemap: 'linked',
   logLevel: 'warning',
 });
 chmodSync(`${next}/cli.js`, 0o755);

@@ -1,4 +1,3 @@
-import { consola } from 'consola';
 import { runCommand } from 'citty';
 import { EXIT_CODES, ReserverError } from './errors.js';
 import type { SubCommandName } from './commands/index.js';
@@ -52,12 +51,16 @@ function usage(): string {
   ].join('\n');
 }
 
-function report(error: unknown, verbose: boolean): number {
+async function report(error: unknown, verbose: boolean): Promise<number> {
   if (error instanceof ReserverError) {
     process.stderr.write(`${errorLine(error.message)}\n`);
     return EXIT_CODES[error.code];
   }
-  if (verbose && error instanceof Error && error.stack) consola.error(error.stack);
+  if (verbose && error instanceof Error && error.stack) {
+    // consola costs tens of milliseconds to load: only for this diagnostic.
+    const { consola } = await import('consola');
+    consola.error(error.stack);
+  }
   const message = error instanceof Error ? error.message : String(error);
   process.stderr.write(`${errorLine(message)}\n`);
   return EXIT_CODES.GENERAL;
@@ -69,7 +72,7 @@ cli(argv).then(
   (code) => {
     process.exitCode = code;
   },
-  (error: unknown) => {
-    process.exitCode = report(error, verbose);
+  async (error: unknown) => {
+    process.exitCode = await report(error, verbose);
   },
 );
