@@ -1,4 +1,4 @@
-import { watch } from 'node:fs';
+import { statSync, watch } from 'node:fs';
 import type { FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { ulid } from 'ulid';
@@ -56,6 +56,10 @@ export class Dispatcher {
   /** A wake that came while the loop was busy: the next sleep returns at once. */
   private wakePending = false;
   private watcher: FSWatcher | null = null;
+  /** The database file this dispatcher opened (device and inode), to notice it moved or was replaced. */
+  private fileIdentity: { dev: number; ino: number } | null = null;
+  /** Set when the database file was replaced: `run` then exits 1 so that its process manager restarts it. */
+  replaced = false;
 
   constructor(options: DispatcherOptions) {
     this.opts = {
@@ -72,6 +76,7 @@ export class Dispatcher {
     const runStartedAt = this.opts.clock();
     // History before this point is not printed; what recovery writes from here on is.
     this.printedPosition = await lastPosition(ledger.db);
+    this.fileIdentity = this.databaseFile();
     this.emit(
       lifecycleLine(
         'reserver_started',
@@ -119,6 +124,7 @@ export class Dispatcher {
   /** One pass; returns how long to sleep before the next. */
   private async tick(): Promise<number> {
     const { ledger } = this.opts;
+    this.checkDatabaseFile();
     if (this.opts.clock() - this.lastRecoveryMs >= this.opts.pollIntervalMs) await this.recover();
     await this.expireDue();
     await this.printNewEvents();
@@ -300,6 +306,35 @@ export class Dispatcher {
 
   private reportError(error: unknown): void {
     this.opts.err(formatLine(lifecycleLine('dispatcher_error', { error: messageOf(error) }, this.opts.clock())));
+  }
+
+  private databaseFile(): { dev: number; ino: number } | null {
+    try {
+      const { dev, ino } = statSync(this.opts.ledger.path);
+      return { dev, ino };
+    } catch {
+      return null;
+    }
+  }
+
+  /**
+   * The database must still be the file this dispatcher opened, at its path. Moved away or deleted:
+   * pause with a `dispatcher_error` each error sleep (other processes would create a new, empty
+   * database there) and resume when it is back. Replaced by another file: stop, so that the process
+   * manager restarts the dispatcher on the new one.
+   */
+  private checkDatabaseFile(): void {
+    const current = this.databaseFile();
+    const path = this.opts.ledger.path;
+    if (current === null) {
+      throw new Error(`database ${path} is missing (moved or deleted); waiting for it to come back`);
+    }
+    const opened = this.fileIdentity;
+    if (opened !== null && (current.dev !== opened.dev || current.ino !== opened.ino)) {
+      this.replaced = true;
+      this.stop();
+      throw new Error(`database ${path} was replaced by another file; stopping so that the dispatcher is restarted on it`);
+    }
   }
 
   /** Wake when another process writes the database (its main file or WAL changes). */

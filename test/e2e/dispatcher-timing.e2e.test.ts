@@ -127,3 +127,57 @@ describe('dispatcher and a busy database', () => {
     expect(await status(sb, 'busy-1')).toMatchObject({ reservation_status: 'DISPATCHED' });
   });
 });
+
+describe('dispatcher and a database that goes away', () => {
+  it('pauses with dispatcher_error while the file is moved away, resumes when it is back', async () => {
+    const { renameSync } = await import('node:fs');
+    const sb = sandbox();
+    const d = await startDispatcher(sb, ['--poll-interval', '0.2', '--error-sleep', '0.2']);
+    await reserve(sb, 'before', ['echo', 'before']);
+    await d.waitForLine((l) => l.event === 'dispatch_succeeded' && l.run_key === 'before');
+    const aside = `${sb.db}.aside`;
+    renameSync(sb.db, aside);
+    const deadline = Date.now() + 5000;
+    while (!d.stderr.includes('is missing') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    const errorLine = JSON.parse(d.stderr.trim().split('\n')[0] ?? '{}');
+    expect(errorLine).toMatchObject({ event: 'dispatcher_error' });
+    expect(errorLine.error).toContain('is missing (moved or deleted)');
+    renameSync(aside, sb.db);
+    await reserve(sb, 'after', ['echo', 'after']);
+    await d.waitForLine((l) => l.event === 'dispatch_succeeded' && l.run_key === 'after', 5000);
+    expect(await d.stop()).toEqual({ code: 0, signal: null });
+  });
+
+  it('stops (exit 1) when the file is replaced by another, for its process manager to restart it', async () => {
+    const { copyFileSync, renameSync } = await import('node:fs');
+    const sb = sandbox();
+    const d = await startDispatcher(sb, ['--poll-interval', '0.2']);
+    await reserve(sb, 'one', ['echo', 'one']);
+    await d.waitForLine((l) => l.event === 'dispatch_succeeded' && l.run_key === 'one');
+    copyFileSync(sb.db, `${sb.db}.copy`);
+    renameSync(`${sb.db}.copy`, sb.db);
+    const exit = await d.exited;
+    expect(exit.code).toBe(1);
+    expect(d.stderr).toContain('was replaced by another file');
+    expect(d.lines.at(-1)?.event).toBe('reserver_stopped');
+  });
+});
+
+describe('missed time', () => {
+  it('a reservation whose not_before passed while no dispatcher ran is started late, and says how late', async () => {
+    const sb = sandbox();
+    const notBefore = Math.floor(Date.now() / 1000) - 120;
+    await reserve(sb, 'missed', ['echo', 'missed'], ['--not-before', String(notBefore)]);
+    await reserve(sb, 'missed-expired', ['echo', 'gone'], ['--not-before', String(notBefore), '--expires-at', String(notBefore + 60)]);
+    const d = await startDispatcher(sb);
+    const call = await d.waitForLine((l) => l.event === 'orchesjob_start_call' && l.run_key === 'missed');
+    await d.waitForLine((l) => l.event === 'reservation_expired' && l.run_key === 'missed-expired');
+    await d.waitForLine((l) => l.event === 'dispatch_succeeded' && l.run_key === 'missed');
+    await d.stop();
+    expect(call.late_by_ms).toBeGreaterThanOrEqual(120_000);
+    expect(call.late_by_ms).toBeLessThan(150_000);
+    const claim = ledgerEvents(sb).find((e) => e.type === 'DispatchClaimed');
+    expect(JSON.parse(claim!.data).late_by_ms).toBe(call.late_by_ms);
+    expect(d.events('orchesjob_start_call').map((l) => l.run_key)).toEqual(['missed']);
+  });
+});
