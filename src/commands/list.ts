@@ -4,20 +4,22 @@ import type { ReservationStatus } from '../events/index.js';
 import { RESERVATION_STATUSES } from '../events/index.js';
 import { printJson, reservationJson } from '../output.js';
 import { listReservations } from '../projections/reservations.js';
-import { commonArgs, parseOrHelp, str, withLedger } from './shared.js';
+import { reservationsTable } from '../table.js';
+import { commonArgs, formatArg, outputFormat, parseOrHelp, str, withLedger } from './shared.js';
 
 export default defineCommand({
   meta: {
     name: 'list',
     description:
       'List reservations, newest created_at first.\n\n' +
-      'Usage: orchesjob-reserver list [--status STATUS] [--limit N]\n' +
+      'Usage: orchesjob-reserver list [--status STATUS] [--limit N] [--format json|table]\n' +
       'Exit codes: 0 ok, 1 general error, 2 invalid arguments.\n' +
       'Example: orchesjob-reserver list --status DISPATCH_FAILED --limit 10',
   },
   args: {
     status: { type: 'string', valueHint: 'STATUS', description: `Restrict to one status: ${RESERVATION_STATUSES.join(', ')}` },
     limit: { type: 'string', valueHint: 'N', description: 'Maximum number of records to return. Default: 50' },
+    ...formatArg,
     ...commonArgs,
   },
   async run(ctx) {
@@ -26,8 +28,10 @@ export default defineCommand({
     const { flags } = parsed;
     const status = parseStatus(str(flags, 'status'));
     const limit = parseLimit(str(flags, 'limit'));
+    const format = outputFormat(flags);
     const reservations = await withLedger(flags, (ledger) => listReservations(ledger.db, { status, limit }));
-    printJson({ reservations: reservations.map(reservationJson) });
+    if (format === 'table') process.stdout.write(reservationsTable(reservations, Math.floor(Date.now() / 1000)));
+    else printJson({ reservations: reservations.map(reservationJson) });
   },
 });
 

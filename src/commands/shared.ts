@@ -31,6 +31,21 @@ export const commonArgs = {
   verbose: { type: 'boolean', description: 'On an unexpected error, also print its stack trace (stderr)' },
 } as const satisfies ArgsDef;
 
+/** `--format json|table`: JSON (the interface, the default) or a table for a person. */
+export const formatArg = {
+  format: {
+    type: 'string',
+    valueHint: 'json|table',
+    description: 'json (default: the documented JSON) or table (for a person at a terminal: local times, ages)',
+  },
+} as const satisfies ArgsDef;
+
+export function outputFormat(flags: Flags): 'json' | 'table' {
+  const value = str(flags, 'format') ?? 'json';
+  if (value !== 'json' && value !== 'table') throw invalidArgument(`Invalid --format: ${JSON.stringify(value)} (json or table).`);
+  return value;
+}
+
 /** `--run-key` / `--reservation-id`, exactly one of them. */
 export const identityArgs = {
   'run-key': { type: 'string', valueHint: 'KEY', description: 'Look up by run key' },

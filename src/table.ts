@@ -1,0 +1,90 @@
+import type { Reservation } from './events/index.js';
+
+/**
+ * `--format table`: reservations for a person at a terminal. Times in the host's local zone with
+ * their distance from now ("in 2h", "3m ago"). The JSON documents stay the interface; this is only
+ * a view of them.
+ */
+
+/** "in 2h", "3m ago", "now": the largest unit, rounded. */
+export function relative(seconds: number, nowSec: number): string {
+  const delta = seconds - nowSec;
+  const abs = Math.abs(delta);
+  if (abs < 5) return 'now';
+  const units: [number, string][] = [
+    [86_400, 'd'],
+    [3600, 'h'],
+    [60, 'm'],
+    [1, 's'],
+  ];
+  const [size, unit] = units.find(([s]) => abs >= s) ?? [1, 's'];
+  const amount = `${Math.round(abs / size)}${unit}`;
+  return delta > 0 ? `in ${amount}` : `${amount} ago`;
+}
+
+/** `2026-05-04 03:00:00 +09:00 (in 2h)`, or `-`. */
+export function localTime(seconds: number | null, nowSec: number): string {
+  if (seconds === null) return '-';
+  const d = new Date(seconds * 1000);
+  const pad = (n: number) => String(n).padStart(2, '0');
+  const offset = -d.getTimezoneOffset();
+  const zone = `${offset >= 0 ? '+' : '-'}${pad(Math.floor(Math.abs(offset) / 60))}:${pad(Math.abs(offset) % 60)}`;
+  return (
+    `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
+    `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())} ${zone} (${relative(seconds, nowSec)})`
+  );
+}
+
+function firstLine(text: string | null, max: number): string {
+  if (text === null) return '-';
+  const line = text.split('\n')[0] ?? '';
+  return line.length > max ? `${line.slice(0, max - 1)}…` : line;
+}
+
+/** Columns padded to their widest cell. */
+function columns(rows: string[][]): string {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join('  ')).join('\n');
+}
+
+/** `list --format table`: one line per reservation. */
+export function reservationsTable(reservations: readonly Reservation[], nowSec: number): string {
+  if (reservations.length === 0) return '(no reservations)\n';
+  const header = ['RUN KEY', 'STATUS', 'DUE', 'EXPIRES', 'CREATED', 'JOB ID', 'LAST ERROR'];
+  const rows = reservations.map((r) => [
+    r.runKey,
+    r.status,
+    localTime(r.notBefore ?? r.createdAt, nowSec),
+    localTime(r.expiresAt, nowSec),
+    relative(r.createdAt, nowSec),
+    r.jobId ?? '-',
+    firstLine(r.lastError, 60),
+  ]);
+  return `${columns([header, ...rows])}\n`;
+}
+
+/** `status --format table`: one reservation, a field per line. */
+export function reservationDetail(r: Reservation, nowSec: number, job?: unknown): string {
+  const rows: [string, string][] = [
+    ['run key', r.runKey],
+    ['reservation id', r.reservationId],
+    ['status', r.status],
+    ['command', r.command.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a))).join(' ')],
+    ['start options', r.orchesjobStartOptions.join(' ') || '-'],
+    ['not before', localTime(r.notBefore, nowSec)],
+    ['expires at', localTime(r.expiresAt, nowSec)],
+    ['created', localTime(r.createdAt, nowSec)],
+    ['updated', localTime(r.updatedAt, nowSec)],
+    ['dispatched', localTime(r.dispatchedAt, nowSec)],
+    ['job id', r.jobId ?? '-'],
+    ['attempts', r.maxAttempts > 1 ? `${r.attempts} of ${r.maxAttempts}` : String(r.attempts)],
+    ['last error', r.lastError ?? '-'],
+    ['metadata', r.metadata === null ? '-' : JSON.stringify(r.metadata)],
+  ];
+  if (job !== undefined) {
+    const status = (job as { status?: unknown } | null)?.status;
+    rows.push(['job status', typeof status === 'string' ? status : JSON.stringify(job)]);
+  }
+  const width = Math.max(...rows.map(([k]) => k.length));
+  return `${rows.map(([k, v]) => `${k.padEnd(width)}  ${v.replaceAll('\n', `\n${' '.repeat(width + 2)}`)}`).join('\n')}\n`;
+}
