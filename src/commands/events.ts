@@ -1,15 +1,13 @@
-import type { FSWatcher } from 'node:fs';
-import { watch } from 'node:fs';
-import { basename, dirname } from 'node:path';
 import { defineCommand } from 'citty';
 import type { Flags } from '../argv.js';
 import type { Ledger } from '../db/open.js';
 import { openLedger } from '../db/open.js';
+import { LedgerWaker } from '../db/waker.js';
 import { invalidArgument } from '../errors.js';
 import { lastPosition, readEventsAfter } from '../events/store.js';
 import { stringifySorted } from '../json.js';
 import { eventJson } from '../output.js';
-import { commonArgs, dbPath, parseOrHelp, str } from './shared.js';
+import { commonArgs, dbPath, onStopSignals, parseOrHelp, str } from './shared.js';
 
 /** Events read per query: a backlog of millions never sits in memory at once. */
 const BATCH_SIZE = 1000;
@@ -52,15 +50,8 @@ export default defineCommand({
     const path = dbPath(flags);
 
     const tail = new EventTail({ since, limit, follow });
-    let signals = 0;
-    const onSignal = (signal: NodeJS.Signals) => {
-      signals++;
-      if (signals > 1) process.exit(signal === 'SIGINT' ? 130 : 143);
-      tail.stop();
-    };
     // Installed before the database opens: a signal during start-up is a clean stop too.
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
+    const removeSignalHandlers = onStopSignals(() => tail.stop(), 'orchesjob-reserver events');
     try {
       const ledger = await openLedger(path);
       try {
@@ -69,8 +60,7 @@ export default defineCommand({
         await ledger.close();
       }
     } finally {
-      process.off('SIGTERM', onSignal);
-      process.off('SIGINT', onSignal);
+      removeSignalHandlers();
     }
   },
 });
@@ -120,10 +110,7 @@ class EventTail {
   /** The reader went away (EPIPE) or stdout failed: nothing more can be delivered. */
   private outputClosed = false;
   private outputError: Error | null = null;
-  private wakeUp: (() => void) | null = null;
-  /** A wake that came while reading: the next sleep returns at once. */
-  private wakePending = false;
-  private watcher: FSWatcher | null = null;
+  private waker: LedgerWaker | null = null;
 
   constructor(options: TailOptions) {
     this.position = options.since;
@@ -147,16 +134,16 @@ class EventTail {
       this.wake();
     });
     // Watch before the first read, so a write landing between that read and the watch still wakes us.
-    if (this.follow) this.watchDatabase(ledger.path);
+    this.waker = new LedgerWaker(ledger.path);
+    if (this.follow) this.waker.watch();
     try {
       for (;;) {
         await this.catchUp(ledger);
         if (!this.follow || this.done()) break;
-        await this.sleep(POLL_INTERVAL_MS);
+        await this.waker.sleep(POLL_INTERVAL_MS);
       }
     } finally {
-      this.watcher?.close();
-      this.watcher = null;
+      this.waker.close();
     }
     if (this.outputError !== null) throw this.outputError;
   }
@@ -198,41 +185,8 @@ class EventTail {
     });
   }
 
-  /** Wake when another process writes the database (its main file or its WAL changes). */
-  private watchDatabase(path: string): void {
-    const file = basename(path);
-    try {
-      this.watcher = watch(dirname(path), (_type, name) => {
-        if (name === file || name === `${file}-wal`) this.wake();
-      });
-      this.watcher.on('error', () => {
-        this.watcher?.close();
-        this.watcher = null;
-      });
-    } catch {
-      this.watcher = null; // the poll alone still bounds the delay
-    }
-  }
-
-  private sleep(ms: number): Promise<void> {
-    if (this.wakePending || this.stopRequested || this.outputClosed) {
-      this.wakePending = false;
-      return Promise.resolve();
-    }
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.wakeUp = done;
-    }).finally(() => {
-      this.wakeUp = null;
-    });
-  }
-
+  /** End a sleep early: a stop, or the reader went away. (Before `run`, `catchUp` sees the stop.) */
   private wake(): void {
-    if (this.wakeUp === null) this.wakePending = true;
-    else this.wakeUp();
+    this.waker?.wake();
   }
 }

@@ -3,7 +3,7 @@ import type { Flags } from '../argv.js';
 import { openLedger, refuseWorldWritable } from '../db/open.js';
 import { invalidArgument } from '../errors.js';
 import { Dispatcher } from '../dispatcher/dispatcher.js';
-import { commonArgs, dbPath, list, orchesjobBin, parseOrHelp, str } from './shared.js';
+import { commonArgs, dbPath, list, onStopSignals, orchesjobBin, parseOrHelp, str } from './shared.js';
 
 export default defineCommand({
   meta: {
@@ -55,24 +55,13 @@ export default defineCommand({
       startTimeoutMs,
       maxConcurrentStarts,
     });
-    let signals = 0;
-    const onSignal = (signal: NodeJS.Signals) => {
-      signals++;
-      if (signals > 1) {
-        // Claims left behind are released by the next start's recovery.
-        process.stderr.write(`orchesjob-reserver run: second ${signal}, exiting now\n`);
-        process.exit(signal === 'SIGINT' ? 130 : 143);
-      }
-      dispatcher.stop();
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
+    // A second signal leaves claims behind; the next dispatcher's recovery settles them.
+    const removeSignalHandlers = onStopSignals(() => dispatcher.stop(), 'orchesjob-reserver run');
     try {
       await dispatcher.run();
       if (dispatcher.replaced) process.exitCode = 1;
     } finally {
-      process.off('SIGTERM', onSignal);
-      process.off('SIGINT', onSignal);
+      removeSignalHandlers();
       await ledger.close();
     }
   },

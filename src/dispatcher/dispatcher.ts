@@ -1,6 +1,4 @@
-import { statSync, watch } from 'node:fs';
-import type { FSWatcher } from 'node:fs';
-import { basename, dirname } from 'node:path';
+import { statSync } from 'node:fs';
 import { ulid } from 'ulid';
 import type { Ledger } from '../db/open.js';
 import { messageOf } from '../db/open.js';
@@ -11,6 +9,7 @@ import { lastPosition, readEventsAfter, readStream } from '../events/store.js';
 import { applyCommand, write } from '../ledger.js';
 import { findById, findExpiring, findReady, nextDueAt } from '../projections/reservations.js';
 import type { LogLine } from './log.js';
+import { LedgerWaker } from '../db/waker.js';
 import { eventLine, formatLine, lifecycleLine } from './log.js';
 import { selfOwner } from './owner.js';
 import { findJobStartedSince, recoverStaleClaims } from './recovery.js';
@@ -52,10 +51,7 @@ export class Dispatcher {
   private printing: Promise<void> = Promise.resolve();
   private lastRecoveryMs = 0;
   private stopping = false;
-  private wakeUp: (() => void) | null = null;
-  /** A wake that came while the loop was busy: the next sleep returns at once. */
-  private wakePending = false;
-  private watcher: FSWatcher | null = null;
+  private waker: LedgerWaker;
   /** The database file this dispatcher opened (device and inode), to notice it moved or was replaced. */
   private fileIdentity: { dev: number; ino: number } | null = null;
   /** Set when the database file was replaced: `run` then exits 1 so that its process manager restarts it. */
@@ -68,6 +64,7 @@ export class Dispatcher {
       clock: Date.now,
       ...options,
     };
+    this.waker = new LedgerWaker(options.ledger.path);
   }
 
   /** Run until `stop()`; resolves once the starts in flight are recorded and `reserver_stopped` printed. */
@@ -95,7 +92,7 @@ export class Dispatcher {
       ),
     );
     await this.recover();
-    this.watchDatabase();
+    this.waker.watch();
     try {
       while (!this.stopping) {
         let sleepMs: number;
@@ -105,12 +102,12 @@ export class Dispatcher {
           this.reportError(error);
           sleepMs = this.opts.errorSleepMs;
         }
-        if (!this.stopping) await this.sleep(sleepMs);
+        if (!this.stopping) await this.waker.sleep(sleepMs);
       }
       while (this.inFlight.size > 0) await Promise.race(this.inFlight);
       await this.printNewEvents();
     } finally {
-      this.watcher?.close();
+      this.waker.close();
     }
     this.emit(lifecycleLine('reserver_stopped', { dispatcher_id: this.id }, this.opts.clock()));
   }
@@ -118,7 +115,7 @@ export class Dispatcher {
   /** Ask the loop to stop: no new claims; starts in flight finish and are recorded. */
   stop(): void {
     this.stopping = true;
-    this.wake();
+    this.waker.wake();
   }
 
   /** One pass; returns how long to sleep before the next. */
@@ -274,7 +271,7 @@ export class Dispatcher {
       .catch((error: unknown) => this.reportError(error))
       .finally(() => {
         this.inFlight.delete(tracked);
-        this.wake();
+        this.waker.wake();
       });
     this.inFlight.add(tracked);
   }
@@ -335,43 +332,5 @@ export class Dispatcher {
       this.stop();
       throw new Error(`database ${path} was replaced by another file; stopping so that the dispatcher is restarted on it`);
     }
-  }
-
-  /** Wake when another process writes the database (its main file or WAL changes). */
-  private watchDatabase(): void {
-    const file = basename(this.opts.ledger.path);
-    try {
-      this.watcher = watch(dirname(this.opts.ledger.path), (_type, name) => {
-        if (name === file || name === `${file}-wal`) this.wake();
-      });
-      this.watcher.on('error', () => {
-        this.watcher?.close();
-        this.watcher = null;
-      });
-    } catch {
-      this.watcher = null; // polling alone still bounds the delay
-    }
-  }
-
-  private sleep(ms: number): Promise<void> {
-    if (this.wakePending) {
-      this.wakePending = false;
-      return Promise.resolve();
-    }
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.wakeUp = done;
-    }).finally(() => {
-      this.wakeUp = null;
-    });
-  }
-
-  private wake(): void {
-    if (this.wakeUp === null) this.wakePending = true;
-    else this.wakeUp();
   }
 }
