@@ -2,7 +2,29 @@ import { Migrator } from 'kysely';
 import { MIGRATIONS, SCHEMA_VERSION } from '../../migrations/index.js';
 import { ReserverError } from '../errors.js';
 import type { Ledger } from './open.js';
-import { messageOf } from './open.js';
+import { BUSY_TIMEOUT_MS, messageOf } from './open.js';
+
+/**
+ * WAL mode, set once per file (it persists). Changing the journal mode needs the file to itself and
+ * SQLite does not wait on its busy handler for that: when another process opens a new file at the
+ * same moment, the change fails with SQLITE_BUSY at once. Retried here for as long as the busy
+ * timeout would have waited.
+ */
+async function switchToWal({ raw, path }: Ledger): Promise<void> {
+  const deadline = Date.now() + BUSY_TIMEOUT_MS;
+  for (let delay = 5; ; delay = Math.min(delay * 2, 100)) {
+    try {
+      raw.pragma('journal_mode = WAL');
+      return;
+    } catch (error) {
+      const busy = (error as { code?: string }).code?.startsWith('SQLITE_BUSY') === true;
+      if (!busy || Date.now() >= deadline) {
+        throw new ReserverError('GENERAL', `cannot switch ${path} to WAL mode: ${messageOf(error)}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
+}
 
 /**
  * Run pending migrations, all of them in one `BEGIN IMMEDIATE` transaction.
@@ -14,11 +36,7 @@ import { messageOf } from './open.js';
  */
 export async function migrate(ledger: Ledger): Promise<void> {
   const { raw, path } = ledger;
-  try {
-    raw.pragma('journal_mode = WAL');
-  } catch (error) {
-    throw new ReserverError('GENERAL', `cannot switch ${path} to WAL mode: ${messageOf(error)}`);
-  }
+  await switchToWal(ledger);
   raw.exec('BEGIN IMMEDIATE');
   try {
     if ((raw.pragma('user_version', { simple: true }) as number) === SCHEMA_VERSION) {

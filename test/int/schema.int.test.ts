@@ -136,3 +136,29 @@ describe('schema', () => {
     again.close();
   });
 });
+
+describe('opening a new file while another process holds it', () => {
+  it('waits for the lock to switch to WAL instead of failing at once', async () => {
+    const path = tempDb();
+    const other = new Database(path); // rollback journal, as a fresh file starts
+    other.exec('CREATE TABLE t (x)');
+    other.exec('BEGIN IMMEDIATE'); // readers may read; the journal mode cannot change
+    const released = new Promise<void>((resolve) =>
+      setTimeout(() => {
+        other.exec('COMMIT');
+        other.close();
+        resolve();
+      }, 300),
+    );
+    const started = Date.now();
+    const ledger = await openLedger(path);
+    const waited = Date.now() - started;
+    await released;
+    try {
+      expect(ledger.raw.pragma('journal_mode', { simple: true })).toBe('wal');
+      expect(waited).toBeGreaterThanOrEqual(250);
+    } finally {
+      await ledger.close();
+    }
+  });
+});
