@@ -46,7 +46,7 @@ function usage(): string {
     ...names.map((n) => `  ${n.padEnd(width)}  ${SUBCOMMAND_DESCRIPTIONS[n]}`),
     '',
     'Output: one JSON document on stdout; on failure {"error": "..."} on stderr.',
-    'Exit codes: 0 ok, 1 general error, 2 invalid arguments, 4 not found, 5 not dispatched, 6 cannot cancel.',
+    'Exit codes: 0 ok, 1 general error, 2 invalid arguments, 4 not found, 5 not dispatched, 6 cannot cancel, 7 replay --verify mismatch.',
     '',
   ].join('\n');
 }
