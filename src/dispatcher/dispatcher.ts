@@ -46,7 +46,10 @@ export class Dispatcher {
   private readonly id = ulid();
   private readonly owner = selfOwner(this.id);
   private readonly actor = `dispatcher:${this.id}`;
+  /** Every dispatch not yet recorded and printed (a stop waits for them). */
   private readonly inFlight = new Set<Promise<void>>();
+  /** `orchesjob start` processes running now: what `--max-concurrent-starts` bounds. */
+  private startsRunning = 0;
   private printedPosition = 0;
   private printing: Promise<void> = Promise.resolve();
   private lastRecoveryMs = 0;
@@ -125,8 +128,8 @@ export class Dispatcher {
     if (this.opts.clock() - this.lastRecoveryMs >= this.opts.pollIntervalMs) await this.recover();
     await this.expireDue();
     await this.printNewEvents();
-    while (!this.stopping && this.inFlight.size < this.opts.maxConcurrentStarts) {
-      const claimed = await this.claimReady(this.opts.maxConcurrentStarts - this.inFlight.size);
+    while (!this.stopping && this.startsRunning < this.opts.maxConcurrentStarts) {
+      const claimed = await this.claimReady(this.opts.maxConcurrentStarts - this.startsRunning);
       if (claimed.length === 0) break;
       await this.printNewEvents(); // orchesjob_start_call is printed before the spawn
       for (const { reservation, argv } of claimed) this.track(this.dispatch(reservation, argv));
@@ -135,7 +138,7 @@ export class Dispatcher {
     const next = await nextDueAt(ledger.db);
     let sleepMs = this.opts.pollIntervalMs;
     if (next !== null) sleepMs = Math.min(sleepMs, next * 1000 - now);
-    if (this.inFlight.size >= this.opts.maxConcurrentStarts && sleepMs <= 0) {
+    if (this.startsRunning >= this.opts.maxConcurrentStarts && sleepMs <= 0) {
       // Ready work waits for a free slot: a finishing start wakes the loop.
       return this.opts.pollIntervalMs;
     }
@@ -203,7 +206,15 @@ export class Dispatcher {
   }
 
   private async dispatch(reservation: Reservation, argv: string[]): Promise<void> {
-    let outcome = await runStart(argv, this.opts.startTimeoutMs);
+    this.startsRunning++;
+    let outcome: StartOutcome;
+    try {
+      outcome = await runStart(argv, this.opts.startTimeoutMs);
+    } finally {
+      // The slot is free once orchesjob exited: the next claim need not wait for this recording.
+      this.startsRunning--;
+      this.waker.wake();
+    }
     if (!outcome.ok) outcome = await this.checkFailedStart(reservation, outcome);
     await this.record(reservation, outcome);
     await this.printNewEvents();
