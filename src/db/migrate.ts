@@ -37,6 +37,10 @@ async function switchToWal({ raw, path }: Ledger): Promise<void> {
 export async function migrate(ledger: Ledger): Promise<void> {
   const { raw, path } = ledger;
   await switchToWal(ledger);
+  // A migration may write a whole adopted database in one transaction: with SQLite's default 2 MB
+  // page cache its index pages would spill to the WAL again and again.
+  const cacheSize = raw.pragma('cache_size', { simple: true }) as number;
+  raw.pragma('cache_size = -131072'); // 128 MiB, for this transaction only
   raw.exec('BEGIN IMMEDIATE');
   try {
     if ((raw.pragma('user_version', { simple: true }) as number) === SCHEMA_VERSION) {
@@ -57,5 +61,7 @@ export async function migrate(ledger: Ledger): Promise<void> {
   } catch (error) {
     if (raw.inTransaction) raw.exec('ROLLBACK');
     throw error;
+  } finally {
+    raw.pragma(`cache_size = ${cacheSize}`);
   }
 }

@@ -2,7 +2,9 @@ import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
 import type { Reservation, ReservationState } from '../events/index.js';
 import { evolve } from '../events/index.js';
-import { readEventsAfter } from '../events/store.js';
+import { lastPosition, readEventsAfter } from '../events/store.js';
+import type { Progress } from '../progress.js';
+import { progress } from '../progress.js';
 import { stringifySorted } from '../json.js';
 import type { ReservationRow } from './reservations.js';
 import { reservationToRow, writeProjection } from './reservations.js';
@@ -30,23 +32,30 @@ const BATCH = 5000;
 export async function foldLedger(
   db: Kysely<Database>,
   until: { position?: number; second?: number } = {},
+  report: Progress = progress('replay', 'events'),
 ): Promise<Folded> {
   const states = new Map<string, Reservation>();
+  const total = await lastPosition(db);
   let position = 0;
   let events = 0;
-  for (;;) {
-    const batch = await readEventsAfter(db, position, BATCH);
-    if (batch.length === 0) break;
-    for (const event of batch) {
-      if (until.position !== undefined && event.position > until.position) return { states, position, events };
-      if (until.second !== undefined && event.recordedAt > until.second) return { states, position, events };
-      const state: ReservationState = states.get(event.reservationId) ?? null;
-      states.set(event.reservationId, evolve(state, event));
-      position = event.position;
-      events++;
+  try {
+    for (;;) {
+      const batch = await readEventsAfter(db, position, BATCH);
+      if (batch.length === 0) break;
+      for (const event of batch) {
+        if (until.position !== undefined && event.position > until.position) return { states, position, events };
+        if (until.second !== undefined && event.recordedAt > until.second) return { states, position, events };
+        const state: ReservationState = states.get(event.reservationId) ?? null;
+        states.set(event.reservationId, evolve(state, event));
+        position = event.position;
+        events++;
+      }
+      report.update(position, total);
     }
+    return { states, position, events };
+  } finally {
+    report.finish();
   }
-  return { states, position, events };
 }
 
 /** The live reservations of a fold, in `list` order (newest `created_at` first). */
