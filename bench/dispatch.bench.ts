@@ -5,7 +5,7 @@
  * Figures are printed next to their targets; nothing here asserts (the machine is shared and noisy).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openLedger } from '../src/db/open.js';
@@ -69,12 +69,20 @@ function startedAtMs(jobId: string): number {
   return Number(BigInt(ns) / 1_000_000n);
 }
 
-function freshDb(): { db: string; cleanup: () => void } {
-  const folder = mkdtempSync(join(tmpdir(), 'ojr-bench-'));
-  return { db: join(folder, 'reserver.sqlite3'), cleanup: () => rmSync(folder, { recursive: true, force: true }) };
+/** When set, every bench database starts as a copy of this ledger (bench/scale.bench.ts: 1M events). */
+let template: string | null = null;
+export function useLedgerTemplate(path: string | null): void {
+  template = path;
 }
 
-async function startsPerSecond(count: number, maxConcurrent: number | null, startSeconds: number): Promise<number> {
+function freshDb(): { db: string; cleanup: () => void } {
+  const folder = mkdtempSync(join(tmpdir(), 'ojr-bench-'));
+  const db = join(folder, 'reserver.sqlite3');
+  if (template !== null) copyFileSync(template, db);
+  return { db, cleanup: () => rmSync(folder, { recursive: true, force: true }) };
+}
+
+export async function startsPerSecond(count: number, maxConcurrent: number | null, startSeconds: number): Promise<number> {
   const { db, cleanup } = freshDb();
   try {
     const ledger = await openLedger(db);
@@ -111,7 +119,7 @@ function reserveCli(db: string, args: string[]): void {
  * Lags of 5 reservations due on one second, after that second began: of each start call (measured
  * inside orchesjob), and of each claim (the dispatcher's own `late_by_ms`).
  */
-async function firingLag(extra: string[] = []): Promise<{ starts: number[]; claims: number[] }> {
+export async function firingLag(extra: string[] = []): Promise<{ starts: number[]; claims: number[] }> {
   const { db, cleanup } = freshDb();
   try {
     const dispatcher = new Dispatcher(db, extra);
@@ -131,7 +139,7 @@ async function firingLag(extra: string[] = []): Promise<{ starts: number[]; clai
 }
 
 /** From `reserve` returning to the start call, for 5 immediate reservations made while idle. */
-async function pickupLatency(): Promise<number[]> {
+export async function pickupLatency(): Promise<number[]> {
   const { db, cleanup } = freshDb();
   try {
     const dispatcher = new Dispatcher(db);
@@ -156,7 +164,7 @@ async function pickupLatency(): Promise<number[]> {
  * avoid: a Python interpreter loading the standard modules it imports (median of 5). The real start
  * then also writes its SQLite state and spawns its worker, so this is a lower bound.
  */
-function pythonStartSeconds(): number | null {
+export function pythonStartSeconds(): number | null {
   const times: number[] = [];
   for (let i = 0; i < 5; i++) {
     const t0 = performance.now();

@@ -1,17 +1,36 @@
-// npm run bench: build the CLI, bundle the benchmark (TypeScript, using the ledger's own write path),
-// and run it. Figures are printed next to their targets.
+// npm run bench: build the CLI, bundle the benchmarks (TypeScript, using the ledger's own write path),
+// and run them. Figures are printed next to their targets.
+//
+//   node scripts/bench.mjs [all|dispatch|scale] [scale flags...]
+//
+// `all` (the default) runs the dispatcher bench (bench/dispatch.bench.ts), then the scale bench
+// (bench/scale.bench.ts; its flags are listed at the top of that file). The scale bench generates its
+// ledgers once (up to 1M events, a few minutes) and caches them under dist-bench/ledgers/.
 import { build } from 'esbuild';
 
-const outfile = new URL('../dist-bench/bench.mjs', import.meta.url).pathname;
-await build({
-  entryPoints: ['bench/dispatch.bench.ts'],
-  outfile,
-  bundle: true,
-  format: 'esm',
-  platform: 'node',
-  target: 'node20',
-  external: ['better-sqlite3'],
-  logLevel: 'warning',
-});
-const { main } = await import(outfile);
-await main();
+const which = ['all', 'dispatch', 'scale'].includes(process.argv[2]) ? process.argv[2] : 'all';
+const flags = process.argv.slice(which === process.argv[2] ? 3 : 2);
+
+async function bundle(entry, name) {
+  const outfile = new URL(`../dist-bench/${name}.mjs`, import.meta.url).pathname;
+  await build({
+    entryPoints: [entry],
+    outfile,
+    bundle: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    external: ['better-sqlite3'],
+    logLevel: 'warning',
+  });
+  return import(outfile);
+}
+
+if (which === 'all' || which === 'dispatch') {
+  const { main } = await bundle('bench/dispatch.bench.ts', 'bench');
+  await main();
+}
+if (which === 'all' || which === 'scale') {
+  const { main } = await bundle('bench/scale.bench.ts', 'scale-bench');
+  await main(flags);
+}
