@@ -471,5 +471,6 @@ export async function main(args: string[] = []): Promise<void> {
   results['growth_markdown'] = md.join('\n');
   results['summary'] = lines;
   writeFileSync(RESULTS, `${JSON.stringify(results, null, 2)}\n`);
+  rmSync(WORK, { recursive: true, force: true }); // the work copies (about 1 GiB); the cached ledgers stay
   console.log(`\n(results also in ${RESULTS})`);
 }
