@@ -25,6 +25,20 @@ export function isoUtc(seconds: number | null): string | null {
   return `${date.toISOString().slice(0, 19)}+00:00`;
 }
 
+/** Epoch ms -> `2026-05-04T19:00:00+09:00` in the process's time zone (TZ). */
+export function localIso(ms: number): string {
+  const d = new Date(Math.floor(ms / 1000) * 1000);
+  const offset = -d.getTimezoneOffset();
+  const sign = offset >= 0 ? '+' : '-';
+  const abs = Math.abs(offset);
+  const pad = (n: number, w = 2) => String(n).padStart(w, '0');
+  return (
+    `${pad(d.getFullYear(), 4)}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}` +
+    `T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}` +
+    `${sign}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`
+  );
+}
+
 /** A ledger event as `history`, `events` and `replay` print it (`data` parsed, times in s, ISO and ms). */
 export function eventJson(event: StoredEvent): Record<string, unknown> {
   return {

@@ -1,4 +1,6 @@
 import type { Reservation } from './events/index.js';
+import { shellJoin } from './orchesjob.js';
+import { localIso } from './output.js';
 
 /**
  * `--format table`: reservations for a person at a terminal. Times in the host's local zone with
@@ -25,14 +27,8 @@ export function relative(seconds: number, nowSec: number): string {
 /** `2026-05-04 03:00:00 +09:00 (in 2h)`, or `-`. */
 export function localTime(seconds: number | null, nowSec: number): string {
   if (seconds === null) return '-';
-  const d = new Date(seconds * 1000);
-  const pad = (n: number) => String(n).padStart(2, '0');
-  const offset = -d.getTimezoneOffset();
-  const zone = `${offset >= 0 ? '+' : '-'}${pad(Math.floor(Math.abs(offset) / 60))}:${pad(Math.abs(offset) % 60)}`;
-  return (
-    `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
-    `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())} ${zone} (${relative(seconds, nowSec)})`
-  );
+  const iso = localIso(seconds * 1000); // 2026-05-04T03:00:00+09:00
+  return `${iso.slice(0, 10)} ${iso.slice(11, 19)} ${iso.slice(19)} (${relative(seconds, nowSec)})`;
 }
 
 function firstLine(text: string | null, max: number): string {
@@ -69,7 +65,7 @@ export function reservationDetail(r: Reservation, nowSec: number, job?: unknown)
     ['run key', r.runKey],
     ['reservation id', r.reservationId],
     ['status', r.status],
-    ['command', r.command.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a))).join(' ')],
+    ['command', shellJoin(r.command)],
     ['start options', r.orchesjobStartOptions.join(' ') || '-'],
     ['not before', localTime(r.notBefore, nowSec)],
     ['expires at', localTime(r.expiresAt, nowSec)],

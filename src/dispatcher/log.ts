@@ -1,6 +1,7 @@
 import type { ReservationEvent, ReservationState } from '../events/index.js';
 import type { StoredEvent } from '../events/store.js';
 import { stringifySorted } from '../json.js';
+import { localIso } from '../output.js';
 
 /**
  * The dispatcher's JSON Lines. Ledger events are printed from the ledger, one line per event, with
@@ -99,20 +100,6 @@ export function lifecycleLine(event: string, fields: Record<string, unknown>, no
 /** `ts` in the host's local time with its offset, as the Python tool printed it, and `ts_epoch`. */
 export function timestamp(ms: number): { ts: string; ts_epoch: number } {
   return { ts: localIso(ms), ts_epoch: Math.floor(ms / 1000) };
-}
-
-/** Epoch ms -> `2026-05-04T19:00:00+09:00` in the process's time zone (TZ). */
-export function localIso(ms: number): string {
-  const d = new Date(Math.floor(ms / 1000) * 1000);
-  const offset = -d.getTimezoneOffset();
-  const sign = offset >= 0 ? '+' : '-';
-  const abs = Math.abs(offset);
-  const pad = (n: number, w = 2) => String(n).padStart(w, '0');
-  return (
-    `${pad(d.getFullYear(), 4)}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}` +
-    `T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}` +
-    `${sign}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`
-  );
 }
 
 /** One JSON line, keys sorted. */

@@ -35,28 +35,6 @@ function dumpSchema(path: string): string {
   }
 }
 
-/** The Python tool's `init_db`, verbatim in meaning: the schema of the databases we adopt. */
-export const PYTHON_SCHEMA = `
-CREATE TABLE IF NOT EXISTS reservations (
-  reservation_id TEXT PRIMARY KEY,
-  run_key TEXT NOT NULL UNIQUE,
-  command_json TEXT NOT NULL,
-  reservation_status TEXT NOT NULL,
-  job_id TEXT,
-  not_before INTEGER,
-  expires_at INTEGER,
-  metadata_json TEXT,
-  orchesjob_start_options_json TEXT NOT NULL DEFAULT '[]',
-  created_at INTEGER NOT NULL,
-  updated_at INTEGER NOT NULL,
-  dispatched_at INTEGER,
-  last_error TEXT
-);
-CREATE INDEX IF NOT EXISTS idx_reservations_status_not_before ON reservations (reservation_status, not_before);
-CREATE INDEX IF NOT EXISTS idx_reservations_job_id ON reservations (job_id);
-CREATE INDEX IF NOT EXISTS idx_reservations_updated_at ON reservations (updated_at);
-`;
-
 describe('schema', () => {
   it('matches the committed schema.sql (UPDATE_SCHEMA=1 rewrites it)', async () => {
     const path = tempDb();
@@ -104,36 +82,6 @@ describe('schema', () => {
     expect(rows).toHaveLength(SCHEMA_VERSION);
     await ledger.close();
     expect(readFileSync(path).equals(before)).toBe(true);
-  });
-
-  it("migrates a database written by the Python tool in place, keeping its table and rows", async () => {
-    const path = tempDb();
-    const py = new Database(path);
-    py.exec(PYTHON_SCHEMA);
-    py.prepare(
-      `INSERT INTO reservations VALUES ('7c09a7c4-0000-0000-0000-000000000001', 'old-key', '["/bin/true"]', 'DISPATCHED',
-        'job-1', NULL, NULL, '{"dag_id":"d"}', '["--strict"]', 1777830000, 1777830003, 1777830003, NULL)`,
-    ).run();
-    py.close();
-    const ledger = await openLedger(path);
-    const row = await ledger.db.selectFrom('reservations').selectAll().executeTakeFirstOrThrow();
-    await ledger.close();
-    expect(row).toMatchObject({
-      reservation_id: '7c09a7c4-0000-0000-0000-000000000001',
-      run_key: 'old-key',
-      command_json: '["/bin/true"]',
-      reservation_status: 'DISPATCHED',
-      job_id: 'job-1',
-      metadata_json: '{"dag_id":"d"}',
-      orchesjob_start_options_json: '["--strict"]',
-      created_at: 1777830000,
-      dispatched_at: 1777830003,
-    });
-    // The Python tool's own start-up (CREATE ... IF NOT EXISTS) and its reads still work on the file.
-    const again = new Database(path);
-    again.exec(PYTHON_SCHEMA);
-    expect(again.prepare('SELECT * FROM reservations WHERE run_key = ?').get('old-key')).toMatchObject({ job_id: 'job-1' });
-    again.close();
   });
 });
 

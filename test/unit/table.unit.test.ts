@@ -67,7 +67,7 @@ describe('--format table', () => {
 
   it('details one reservation a field per line, quoting arguments that need it', () => {
     const text = reservationDetail({ ...base, status: 'DISPATCHED', jobId: 'job-1' }, NOW, { status: 'RUNNING' });
-    expect(text).toContain('command         /usr/local/bin/backup.sh --label "a b"\n');
+    expect(text).toContain("command         /usr/local/bin/backup.sh --label 'a b'\n");
     expect(text).toContain('job id          job-1\n');
     expect(text).toContain('job status      RUNNING\n');
   });
