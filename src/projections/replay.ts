@@ -2,7 +2,8 @@ import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
 import type { Reservation, ReservationState } from '../events/index.js';
 import { evolve } from '../events/index.js';
-import { lastPosition, readEventsAfter } from '../events/store.js';
+import type { EventSource } from '../events/store.js';
+import { lastPosition, streamEvents } from '../events/store.js';
 import type { Progress } from '../progress.js';
 import { progress } from '../progress.js';
 import { stringifySorted } from '../json.js';
@@ -22,35 +23,32 @@ export interface Folded {
   readonly events: number;
 }
 
-/** Events are read in batches of this many: a million-event ledger never sits in memory at once. */
-const BATCH = 5000;
+/** Progress is reported every this many events. */
+const REPORT_EVERY = 5000;
 
 /**
  * Fold the ledger in position order, up to and including `untilPosition`, or the events recorded at
  * or before `untilSecond` (whichever is given; the whole ledger otherwise).
  */
 export async function foldLedger(
-  db: Kysely<Database>,
+  source: EventSource,
   until: { position?: number; second?: number } = {},
   report: Progress = progress('replay', 'events'),
 ): Promise<Folded> {
   const states = new Map<string, Reservation>();
-  const total = await lastPosition(db);
+  const total = await lastPosition(source.db);
   let position = 0;
   let events = 0;
   try {
-    for (;;) {
-      const batch = await readEventsAfter(db, position, BATCH);
-      if (batch.length === 0) break;
-      for (const event of batch) {
-        if (until.position !== undefined && event.position > until.position) return { states, position, events };
-        if (until.second !== undefined && event.recordedAt > until.second) return { states, position, events };
-        const state: ReservationState = states.get(event.reservationId) ?? null;
-        states.set(event.reservationId, evolve(state, event));
-        position = event.position;
-        events++;
-      }
-      report.update(position, total);
+    // A generator left early (return) finalises its statement, freeing the connection.
+    for (const event of streamEvents(source)) {
+      if (until.position !== undefined && event.position > until.position) break;
+      if (until.second !== undefined && event.recordedAt > until.second) break;
+      const state: ReservationState = states.get(event.reservationId) ?? null;
+      states.set(event.reservationId, evolve(state, event));
+      position = event.position;
+      events++;
+      if (events % REPORT_EVERY === 0) report.update(position, total);
     }
     return { states, position, events };
   } finally {
@@ -81,10 +79,10 @@ const JSON_COLUMNS = new Set(['command_json', 'metadata_json', 'orchesjob_start_
  * Compare the projection with the fold of the whole ledger, column by column.
  */
 export async function verifyProjection(
-  db: Kysely<Database>,
+  source: EventSource,
 ): Promise<{ verified: boolean; events: number; reservations: number; mismatches: Mismatch[] }> {
-  const folded = await foldLedger(db);
-  const rows = await db.selectFrom('reservations').selectAll().execute();
+  const folded = await foldLedger(source);
+  const rows = await source.db.selectFrom('reservations').selectAll().execute();
   const mismatches: Mismatch[] = [];
   const seen = new Set<string>();
   for (const row of rows) {
@@ -142,8 +140,11 @@ function sameValue(column: string, actual: unknown, expected: unknown): boolean 
  * Replace the whole projection with the fold of the ledger, in the caller's transaction. The one
  * write to `reservations` that appends no event: it changes no state, it re-derives it.
  */
-export async function rebuildProjection(tx: Kysely<Database>): Promise<{ events: number; reservations: number }> {
-  const folded = await foldLedger(tx);
+export async function rebuildProjection(
+  tx: Kysely<Database>,
+  raw: EventSource['raw'],
+): Promise<{ events: number; reservations: number }> {
+  const folded = await foldLedger({ db: tx, raw });
   await tx.deleteFrom('reservations').execute();
   let reservations = 0;
   for (const state of folded.states.values()) {

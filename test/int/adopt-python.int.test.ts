@@ -65,7 +65,7 @@ describe('adopting a database written by the Python tool', () => {
     const ledger = await openLedger(path);
     try {
       expect(pythonRows(path)).toEqual(before);
-      const verified = await verifyProjection(ledger.db);
+      const verified = await verifyProjection(ledger);
       expect(verified).toMatchObject({ verified: true, reservations: 7, mismatches: [] });
       const byKey = new Map(before.map((r) => [r.run_key as string, r]));
       const expectedTypes: Record<string, string[]> = {
@@ -129,16 +129,16 @@ describe('adopting a database written by the Python tool', () => {
     try {
       const { reservation } = await transition(ledger.db, { runKey: 'py-expired' }, { type: 'Cancel' }, { actor: 'test' });
       expect(reservation).toMatchObject({ status: 'CANCELLED', version: 3 });
-      const atImport = await foldLedger(ledger.db, { position: 16 });
+      const atImport = await foldLedger(ledger, { position: 16 });
       expect([...atImport.states.values()].find((r) => r.runKey === 'py-expired')?.status).toBe('EXPIRED');
       ledger.raw.prepare(`UPDATE reservations SET job_id = 'forged' WHERE run_key = 'py-dispatched'`).run();
-      const tampered = await verifyProjection(ledger.db);
+      const tampered = await verifyProjection(ledger);
       expect(tampered.verified).toBe(false);
       expect(tampered.mismatches).toEqual([
         expect.objectContaining({ run_key: 'py-dispatched', field: 'job_id', projection: 'forged', ledger: 'job-1' }),
       ]);
-      await immediate(ledger.db, (tx) => rebuildProjection(tx));
-      expect((await verifyProjection(ledger.db)).verified).toBe(true);
+      await immediate(ledger.db, (tx) => rebuildProjection(tx, ledger.raw));
+      expect((await verifyProjection(ledger)).verified).toBe(true);
     } finally {
       await ledger.close();
     }
