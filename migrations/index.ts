@@ -14,5 +14,4 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0003_retries': retries,
 };
 
-/** `PRAGMA user_version` of a database whose schema is current. */
-export const SCHEMA_VERSION = Object.keys(MIGRATIONS).length;
+export { SCHEMA_VERSION } from './version.js';

@@ -1,31 +1,111 @@
-// Bundle the CLI into dist/: one entry with lazily loaded chunks per subcommand, so that start-up
-// does not walk hundreds of files. better-sqlite3 stays external (native addon).
-import { chmodSync, existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
+// Build dist/: the entry point dist/cli.js, and one CommonJS bundle per subcommand
+// (dist/commands/<name>.js: the program and that command; dist/main.js: usage and errors), each
+// with the V8 code cache of a run of it (see src/cli.ts). better-sqlite3 stays external (native
+// addon), and so does consola (loaded only for --verbose and progress on a terminal).
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { build } from 'esbuild';
 
-const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
+const root = resolve(new URL('..', import.meta.url).pathname);
+const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+const names = ['reserve', 'run', 'status', 'result', 'cancel', 'list', 'clean', 'history', 'events', 'replay'];
 // Built beside dist/ and swapped in by renames, so that a CLI started during a build (tests, a
 // dispatcher) never finds dist/ empty or half written.
-const next = `dist.next-${process.pid}`;
-const old = `dist.old-${process.pid}`;
-await build({
-  entryPoints: { cli: 'src/cli.ts' },
+const next = join(root, `dist.next-${process.pid}`);
+const old = join(root, `dist.old-${process.pid}`);
+
+// Each dist/commands/<name>.js exports the program and its command.
+const commandEntries = {
+  name: 'command-entries',
+  setup(b) {
+    b.onResolve({ filter: /^command-entry:/ }, (args) => ({ path: args.path.slice('command-entry:'.length), namespace: 'command-entry' }));
+    b.onLoad({ filter: /.*/, namespace: 'command-entry' }, (args) => ({
+      contents: `export { main } from ${JSON.stringify(join(root, 'src/main.ts'))};\nexport { command } from ${JSON.stringify(join(root, `src/commands/${args.path}.ts`))};\n`,
+      loader: 'ts',
+      resolveDir: root,
+    }));
+  },
+};
+
+// ulid's Node build imports node:crypto for a fallback source of randomness that is never used
+// here (src/random.ts gives it /dev/urandom; the dispatcher's id uses Web Crypto); loading
+// node:crypto costs milliseconds of every write's start-up. Its browser build is the same code
+// without that import.
+const ulidWithoutNodeCrypto = {
+  name: 'ulid-without-node-crypto',
+  setup(b) {
+    b.onResolve({ filter: /^ulid$/ }, () => ({ path: join(root, 'node_modules/ulid/dist/browser/index.js') }));
+  },
+};
+
+const options = {
   outdir: next,
   bundle: true,
-  splitting: true,
-  format: 'esm',
+  format: 'cjs',
   platform: 'node',
   target: 'node20',
-  external: ['better-sqlite3'],
+  // import() becomes require(): lazily loaded modules (migrations, child_process, consola) stay lazy
+  // without going through the ES module loader.
+  supported: { 'dynamic-import': false },
+  external: ['better-sqlite3', 'consola'],
   define: { __VERSION__: JSON.stringify(pkg.version) },
-  banner: { js: '#!/usr/bin/env node' },
-  chunkNames: 'chunks/[name]-[hash]',
+  plugins: [commandEntries, ulidWithoutNodeCrypto],
   minify: true,
-  // Readable stack traces for --verbose and bug reports, at no start-up cost.
+  // Readable stack traces for --verbose and bug reports; not shipped (package.json "files").
   sourcemap: 'linked',
   logLevel: 'warning',
+};
+// The bundles: src/cli.ts wraps each in a function to run it, where a #! line would not parse.
+await build({
+  ...options,
+  entryPoints: {
+    main: join(root, 'src/main.ts'),
+    ...Object.fromEntries(names.map((n) => [`commands/${n}`, `command-entry:${n}`])),
+  },
 });
-chmodSync(`${next}/cli.js`, 0o755);
-if (existsSync('dist')) renameSync('dist', old);
-renameSync(next, 'dist');
+await build({ ...options, entryPoints: { cli: join(root, 'src/cli.ts') }, banner: { js: '#!/usr/bin/env node' } });
+// The package is an ES module package; its built files are CommonJS.
+writeFileSync(join(next, 'package.json'), '{ "type": "commonjs" }\n');
+chmodSync(join(next, 'cli.js'), 0o755);
+
+if (existsSync(join(root, 'dist'))) renameSync(join(root, 'dist'), old);
+renameSync(next, join(root, 'dist'));
 rmSync(old, { recursive: true, force: true });
+// In place: V8 keeps the file names a cache was made with (stack traces, profiles). Until a bundle's
+// cache is written, it is compiled as before.
+trainCodeCache(join(root, 'dist'));
+
+/**
+ * Run each short-lived command once on a scratch database, so that each bundle's code cache holds
+ * what a real run compiles. `run` (long-lived: its start-up does not matter) gets none.
+ */
+function trainCodeCache(dist) {
+  const scratch = mkdtempSync(join(tmpdir(), 'orchesjob-reserver-build-'));
+  const db = join(scratch, 'reserver.sqlite3');
+  const cli = (args, expected, env = { ORCHESJOB_RESERVER_BUILD_CODE_CACHE: '1' }) => {
+    const r = spawnSync(process.execPath, [join(dist, 'cli.js'), ...args], {
+      env: { ...process.env, ...env },
+      encoding: 'utf8',
+    });
+    if (r.status !== expected) {
+      throw new Error(`build: code cache run "${args.join(' ')}" exited ${r.status}, expected ${expected}: ${r.stderr}`);
+    }
+  };
+  try {
+    cli(['list', '--db', db], 0, {}); // create and migrate the database, outside the training
+    cli(['--help'], 0);
+    cli(['reserve', '--db', db, '--run-key', 'build-1', '--', '/bin/true'], 0);
+    cli(['status', '--db', db, '--run-key', 'build-1'], 0);
+    cli(['list', '--db', db, '--limit', '50'], 0);
+    cli(['result', '--db', db, '--run-key', 'build-1'], 5);
+    cli(['cancel', '--db', db, '--run-key', 'build-1'], 0);
+    cli(['history', '--db', db, '--run-key', 'build-1'], 0);
+    cli(['clean', '--db', db, '--run-key', 'build-1', '--all'], 0);
+    cli(['events', '--db', db, '--limit', '10'], 0);
+    cli(['replay', '--db', db, '--verify'], 0);
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}

@@ -1,5 +1,4 @@
 import type { Kysely } from 'kysely';
-import { monotonicFactory } from 'ulid';
 import type { Database } from './db/schema.js';
 import type { Tx } from './db/transaction.js';
 import { immediate } from './db/transaction.js';
@@ -9,6 +8,7 @@ import { decide, evolve } from './events/index.js';
 import type { StoredEvent } from './events/store.js';
 import { appendEvents, ConcurrencyError, stamp } from './events/store.js';
 import { findById, findByRunKey, writeProjection } from './projections/reservations.js';
+import { urandomFractions } from './random.js';
 
 /**
  * The write path. Every state change goes through `applyCommand`, inside one `BEGIN IMMEDIATE`
@@ -32,7 +32,13 @@ export interface Applied {
 /** A command, or a function building it from the locked state and the clock reading. */
 export type CommandInput = ReservationCommand | ((state: Reservation, nowMs: number) => ReservationCommand);
 
-const newId = monotonicFactory();
+/** ULIDs of events and reservations, monotonic within this process. */
+let newIdFactory: (() => string) | undefined;
+
+async function idGenerator(): Promise<() => string> {
+  newIdFactory ??= (await import('ulid')).monotonicFactory(urandomFractions());
+  return newIdFactory;
+}
 const MAX_ATTEMPTS = 3;
 
 /**
@@ -45,7 +51,7 @@ export async function applyCommand(
   command: ReservationCommand,
   ctx: { nowMs: number; actor: string },
 ): Promise<Applied> {
-  const events = stamp(decide(state, command), state, { ...ctx, newId });
+  const events = stamp(decide(state, command), state, { ...ctx, newId: await idGenerator() });
   const stored = await appendEvents(tx, events);
   let next = state;
   for (const event of stored) next = evolve(next, event);
@@ -107,6 +113,7 @@ export async function reserve(
     if (existing !== null || decided.length === 0) {
       return { created: false, reservation: existing as Reservation, events: [] };
     }
+    const newId = await idGenerator();
     const events = stamp(decided, { reservationId: newId(), runKey, version: 0 }, {
       nowMs: clock(),
       actor: ctx.actor,

@@ -1,19 +1,35 @@
-import { runCommand } from 'citty';
-import { EXIT_CODES, ReserverError } from './errors.js';
+import type { CommandDef, ParsedArgs } from 'citty';
 import type { SubCommandName } from './commands/index.js';
-import { main, SUBCOMMAND_DESCRIPTIONS, subCommands } from './commands/index.js';
-import { errorLine } from './output.js';
+import { isSubCommand, SUBCOMMAND_DESCRIPTIONS, SUBCOMMAND_NAMES } from './commands/index.js';
+import { EXIT_CODES, ReserverError } from './errors.js';
+import { errorLine, writeStdout } from './output.js';
 
 declare const __VERSION__: string;
 
+/** How the entry point hands over a subcommand: `dist/cli.js` loads its bundle. */
+export type CommandLoader = (name: SubCommandName) => CommandDef | Promise<CommandDef>;
+
 /**
- * The entry point: dispatch to a subcommand, and turn every failure into the contract's shape:
- * nothing more on stdout, `{"error": "..."}` as the last stderr line, the exit code of its kind.
+ * The program: dispatch `argv` (without node and the script) to a subcommand, and turn every
+ * failure into the contract's shape: nothing more on stdout, `{"error": "..."}` as the last stderr
+ * line, the exit code of its kind (as `process.exitCode`).
  */
-async function cli(argv: string[]): Promise<number> {
+export function main(argv: string[], load: CommandLoader): Promise<void> {
+  const verbose = argv.slice(0, argv.includes('--') ? argv.indexOf('--') : argv.length).includes('--verbose');
+  return cli(argv, load).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    async (error: unknown) => {
+      process.exitCode = await report(error, verbose);
+    },
+  );
+}
+
+async function cli(argv: string[], load: CommandLoader): Promise<number> {
   const first = argv[0];
   if (first === '--version' || first === '-V') {
-    process.stdout.write(`orchesjob-reserver ${__VERSION__}\n`);
+    writeStdout(`orchesjob-reserver ${__VERSION__}\n`);
     return 0;
   }
   if (first === undefined || first === '--help' || first === '-h') {
@@ -21,21 +37,24 @@ async function cli(argv: string[]): Promise<number> {
       process.stderr.write(usage()); // a failure prints nothing on stdout
       throw new ReserverError('INVALID_ARGUMENT', 'a command is required');
     }
-    process.stdout.write(usage());
+    writeStdout(usage());
     return 0;
   }
-  if (!Object.hasOwn(subCommands, first)) {
+  if (!isSubCommand(first)) {
     throw new ReserverError(
       'INVALID_ARGUMENT',
-      `invalid choice: ${JSON.stringify(first)} (choose from ${Object.keys(subCommands).join(', ')})`,
+      `invalid choice: ${JSON.stringify(first)} (choose from ${SUBCOMMAND_NAMES.join(', ')})`,
     );
   }
-  await runCommand(main, { rawArgs: argv });
+  // The command parses its own arguments (src/argv.ts, strictly); citty's runCommand would first
+  // parse them loosely with node:util, which costs milliseconds of start-up and decides nothing.
+  const command = await load(first);
+  await command.run?.({ rawArgs: argv.slice(1), args: { _: [] } as unknown as ParsedArgs, cmd: command, data: undefined });
   return typeof process.exitCode === 'number' ? process.exitCode : 0;
 }
 
 function usage(): string {
-  const names = Object.keys(SUBCOMMAND_DESCRIPTIONS) as SubCommandName[];
+  const names = SUBCOMMAND_NAMES;
   const width = Math.max(...names.map((n) => n.length));
   return [
     `orchesjob-reserver ${__VERSION__}: reserve commands on an edge host; a dispatcher starts them through orchesjob.`,
@@ -65,14 +84,3 @@ async function report(error: unknown, verbose: boolean): Promise<number> {
   process.stderr.write(`${errorLine(message)}\n`);
   return EXIT_CODES.GENERAL;
 }
-
-const argv = process.argv.slice(2);
-const verbose = argv.slice(0, argv.includes('--') ? argv.indexOf('--') : argv.length).includes('--verbose');
-cli(argv).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  async (error: unknown) => {
-    process.exitCode = await report(error, verbose);
-  },
-);

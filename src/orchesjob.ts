@@ -1,5 +1,5 @@
-import { spawn } from 'node:child_process';
 import { ReserverError } from './errors.js';
+import { writeStdout } from './output.js';
 
 /**
  * Calls to the `orchesjob` program, always without a shell: every argument reaches it as given.
@@ -14,7 +14,9 @@ export interface OrchesjobOutcome {
 }
 
 /** Run `bin args...`, collect its output. A missing executable is a general error naming it. */
-export function callOrchesjob(bin: string, args: readonly string[]): Promise<OrchesjobOutcome> {
+export async function callOrchesjob(bin: string, args: readonly string[]): Promise<OrchesjobOutcome> {
+  // Loaded here: child_process brings streams and sockets, which `status` without a job never needs.
+  const { spawn } = await import('node:child_process');
   return new Promise((resolve, reject) => {
     const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
@@ -65,7 +67,7 @@ export async function callWithFallback(
 
 /** Pass orchesjob's output and exit status through unchanged (`result`, `cancel`). */
 export function proxyOutcome(outcome: OrchesjobOutcome): void {
-  process.stdout.write(outcome.stdout);
+  writeStdout(outcome.stdout);
   process.stderr.write(outcome.stderr);
   process.exitCode = outcome.code ?? 1;
 }

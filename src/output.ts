@@ -1,3 +1,4 @@
+import { writeSync } from 'node:fs';
 import type { Reservation } from './events/index.js';
 import type { StoredEvent } from './events/store.js';
 import { stringifySorted } from './json.js';
@@ -9,7 +10,26 @@ export function formatJson(value: unknown): string {
 
 /** Print the one JSON document a successful command outputs. */
 export function printJson(value: unknown): void {
-  process.stdout.write(`${formatJson(value)}\n`);
+  writeStdout(`${formatJson(value)}\n`);
+}
+
+/**
+ * Write all of `text` to stdout, synchronously, as `process.stdout` does on Linux for files and
+ * pipes; but touching `process.stdout` loads Node's streams (and sockets, for a pipe), milliseconds
+ * of a command's start-up, for a command that writes one string. A pipe left non-blocking by whoever
+ * made it may answer EAGAIN when full: wait a millisecond and write on.
+ */
+export function writeStdout(text: string): void {
+  const bytes = Buffer.from(text, 'utf8');
+  let offset = 0;
+  while (offset < bytes.length) {
+    try {
+      offset += writeSync(1, bytes, offset);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') throw error;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+    }
+  }
 }
 
 /** The failure line: `{"error": "..."}`, spaced as the Python tool printed it. */

@@ -6,7 +6,7 @@ import { callWithFallback, proxyOutcome } from '../orchesjob.js';
 import { printJson, reservationJson } from '../output.js';
 import { commonArgs, identity, identityArgs, orchesjobBin, parseOrHelp, resolveReservation, withLedger } from './shared.js';
 
-export default defineCommand({
+export const command = defineCommand({
   meta: {
     name: 'cancel',
     description:

@@ -8,7 +8,7 @@ import { findCleanable } from '../projections/reservations.js';
 import { parseTime } from '../time.js';
 import { commonArgs, parseOrHelp, str, validRunKey, withLedger } from './shared.js';
 
-export default defineCommand({
+export const command = defineCommand({
   meta: {
     name: 'clean',
     description:

@@ -14,7 +14,7 @@ const BATCH_SIZE = 1000;
 /** With --follow, the longest wait between two reads when no database change was noticed. */
 const POLL_INTERVAL_MS = 1000;
 
-export default defineCommand({
+export const command = defineCommand({
   meta: {
     name: 'events',
     description:

@@ -4,7 +4,7 @@ import { readReservationHistory, readRunKeyHistory } from '../events/queries.js'
 import { eventJson, printJson } from '../output.js';
 import { commonArgs, identity, identityArgs, parseOrHelp, withLedger } from './shared.js';
 
-export default defineCommand({
+export const command = defineCommand({
   meta: {
     name: 'history',
     description:

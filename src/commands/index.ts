@@ -1,24 +1,17 @@
-import type { CommandDef, SubCommandsDef } from 'citty';
-import { defineCommand } from 'citty';
-
 /**
- * Every subcommand, loaded on demand: `reserve` over SSH does not pay for loading the dispatcher.
+ * The subcommands, by name. Each is bundled with the program (`src/main.ts`) into its own file,
+ * `dist/commands/<name>.js`, and `dist/cli.js` loads only the one asked for (scripts/build.mjs): a
+ * `reserve` over SSH does not pay for loading the dispatcher. Each module exports its `command`.
  */
-export const subCommands = {
-  reserve: () => import('./reserve.js').then((m) => m.default as CommandDef),
-  run: () => import('./run.js').then((m) => m.default as CommandDef),
-  status: () => import('./status.js').then((m) => m.default as CommandDef),
-  result: () => import('./result.js').then((m) => m.default as CommandDef),
-  cancel: () => import('./cancel.js').then((m) => m.default as CommandDef),
-  list: () => import('./list.js').then((m) => m.default as CommandDef),
-  clean: () => import('./clean.js').then((m) => m.default as CommandDef),
-  history: () => import('./history.js').then((m) => m.default as CommandDef),
-  events: () => import('./events.js').then((m) => m.default as CommandDef),
-  replay: () => import('./replay.js').then((m) => m.default as CommandDef),
-} satisfies SubCommandsDef;
+export const SUBCOMMAND_NAMES = ['reserve', 'run', 'status', 'result', 'cancel', 'list', 'clean', 'history', 'events', 'replay'] as const;
 
-export type SubCommandName = keyof typeof subCommands;
+export type SubCommandName = (typeof SUBCOMMAND_NAMES)[number];
 
+export function isSubCommand(name: string): name is SubCommandName {
+  return (SUBCOMMAND_NAMES as readonly string[]).includes(name);
+}
+
+/** One line each, for the top-level usage. */
 export const SUBCOMMAND_DESCRIPTIONS: { readonly [N in SubCommandName]: string } = {
   reserve: 'Store a reservation (idempotent by run key) and return at once',
   run: 'Run the foreground dispatcher (under systemd or supervisor)',
@@ -31,8 +24,3 @@ export const SUBCOMMAND_DESCRIPTIONS: { readonly [N in SubCommandName]: string }
   events: 'Ledger events as JSON Lines (--follow to keep tailing)',
   replay: 'Reservations as of a position or time; verify or rebuild the projection',
 };
-
-export const main = defineCommand({
-  meta: { name: 'orchesjob-reserver', description: 'Reserve commands on an edge host; dispatch them through orchesjob.' },
-  subCommands,
-});

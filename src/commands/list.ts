@@ -2,12 +2,12 @@ import { defineCommand } from 'citty';
 import { invalidArgument } from '../errors.js';
 import type { ReservationStatus } from '../events/index.js';
 import { RESERVATION_STATUSES } from '../events/index.js';
-import { printJson, reservationJson } from '../output.js';
+import { printJson, reservationJson, writeStdout } from '../output.js';
 import { listReservations } from '../projections/reservations.js';
 import { reservationsTable } from '../table.js';
 import { commonArgs, formatArg, outputFormat, parseOrHelp, str, withLedger } from './shared.js';
 
-export default defineCommand({
+export const command = defineCommand({
   meta: {
     name: 'list',
     description:
@@ -30,7 +30,7 @@ export default defineCommand({
     const limit = parseLimit(str(flags, 'limit'));
     const format = outputFormat(flags);
     const reservations = await withLedger(flags, (ledger) => listReservations(ledger.db, { status, limit }));
-    if (format === 'table') process.stdout.write(reservationsTable(reservations, Math.floor(Date.now() / 1000)));
+    if (format === 'table') writeStdout(reservationsTable(reservations, Math.floor(Date.now() / 1000)));
     else printJson({ reservations: reservations.map(reservationJson) });
   },
 });

@@ -11,7 +11,7 @@ import { commonArgs, parseOrHelp, str, withLedger } from './shared.js';
 /** `replay --verify` found the projection and the ledger disagreeing. */
 export const EXIT_MISMATCH = 7;
 
-export default defineCommand({
+export const command = defineCommand({
   meta: {
     name: 'replay',
     description:
@@ -42,7 +42,7 @@ export default defineCommand({
 
     await withLedger(flags, async (ledger) => {
       if (flags['verify'] === true) {
-        const result = await verifyProjection(ledger.db);
+        const result = await verifyProjection(ledger);
         printJson(result);
         if (!result.verified) process.exitCode = EXIT_MISMATCH;
         return;
@@ -57,12 +57,12 @@ export default defineCommand({
                 `(${live.map((r) => `${r.runKey} by pid ${r.claim?.pid}`).join(', ')}); stop it first`,
             );
           }
-          return rebuildProjection(tx);
+          return rebuildProjection(tx, ledger.raw);
         });
         printJson({ rebuilt: true, ...result });
         return;
       }
-      const folded = await foldLedger(ledger.db, { position, second });
+      const folded = await foldLedger(ledger, { position, second });
       printJson({ as_of_position: folded.position, reservations: liveReservations(folded).map(reservationJson) });
     });
   },

@@ -13,7 +13,7 @@ export const DEFAULT_RETRY_DELAY = 60;
 const MAX_ATTEMPTS_LIMIT = 100;
 const MAX_RETRY_DELAY = 7 * 24 * 3600;
 
-export default defineCommand({
+export const command = defineCommand({
   meta: {
     name: 'reserve',
     description:

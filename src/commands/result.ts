@@ -3,7 +3,7 @@ import { ReserverError } from '../errors.js';
 import { callWithFallback, proxyOutcome } from '../orchesjob.js';
 import { commonArgs, identity, identityArgs, orchesjobBin, parseOrHelp, resolveReservation, withLedger } from './shared.js';
 
-export default defineCommand({
+export const command = defineCommand({
   meta: {
     name: 'result',
     description:

@@ -5,7 +5,7 @@ import { invalidArgument } from '../errors.js';
 import { Dispatcher } from '../dispatcher/dispatcher.js';
 import { commonArgs, dbPath, list, onStopSignals, orchesjobBin, parseOrHelp, str } from './shared.js';
 
-export default defineCommand({
+export const command = defineCommand({
   meta: {
     name: 'run',
     description:

@@ -6,6 +6,7 @@ import { parseArgv } from '../argv.js';
 import type { Ledger } from '../db/open.js';
 import { openLedger } from '../db/open.js';
 import { invalidArgument, ReserverError } from '../errors.js';
+import { writeStdout } from '../output.js';
 import type { Reservation } from '../events/index.js';
 import { findById, findByRunKey } from '../projections/reservations.js';
 
@@ -69,7 +70,7 @@ export async function parseOrHelp(
   if (parsed.flags['help'] === true) {
     const text = await renderUsage(ctx.cmd, rootMeta);
     // citty colours its usage; a pipe or a file gets plain text.
-    process.stdout.write(`${process.stdout.isTTY ? text : stripAnsi(text)}\n`);
+    writeStdout(`${process.stdout.isTTY ? text : stripAnsi(text)}\n`); // help: rare, so the cost of process.stdout is fine
     return null;
   }
   return parsed;

@@ -1,7 +1,7 @@
 import { defineCommand } from 'citty';
 import { ReserverError } from '../errors.js';
 import { callOrchesjob } from '../orchesjob.js';
-import { printJson, reservationJson } from '../output.js';
+import { printJson, reservationJson, writeStdout } from '../output.js';
 import { reservationDetail } from '../table.js';
 import {
   commonArgs,
@@ -15,7 +15,7 @@ import {
   withLedger,
 } from './shared.js';
 
-export default defineCommand({
+export const command = defineCommand({
   meta: {
     name: 'status',
     description:
@@ -42,7 +42,7 @@ export default defineCommand({
       output['job'] = await jobStatus(orchesjobBin(flags), reservation.jobId);
     }
     if (format === 'table') {
-      process.stdout.write(reservationDetail(reservation, Math.floor(Date.now() / 1000), output['job']));
+      writeStdout(reservationDetail(reservation, Math.floor(Date.now() / 1000), output['job']));
     } else {
       printJson(output);
     }

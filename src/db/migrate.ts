@@ -36,6 +36,9 @@ async function switchToWal({ raw, path }: Ledger): Promise<void> {
  */
 export async function migrate(ledger: Ledger): Promise<void> {
   const { raw, path } = ledger;
+  if (Object.keys(MIGRATIONS).length !== SCHEMA_VERSION) {
+    throw new Error(`migrations/version.ts says ${SCHEMA_VERSION} migrations, migrations/index.ts has ${Object.keys(MIGRATIONS).length}`);
+  }
   await switchToWal(ledger);
   // A migration may write a whole adopted database in one transaction: with SQLite's default 2 MB
   // page cache its index pages would spill to the WAL again and again.

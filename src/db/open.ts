@@ -1,9 +1,9 @@
-import { mkdirSync, statSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import type { SqliteDatabase } from 'kysely';
 import { Kysely, SqliteDialect } from 'kysely';
-import { SCHEMA_VERSION } from '../../migrations/index.js';
+import { SCHEMA_VERSION } from '../../migrations/version.js';
 import { ReserverError } from '../errors.js';
 import type { Database } from './schema.js';
 
@@ -35,7 +35,7 @@ export async function openLedger(path: string): Promise<Ledger> {
   const umask = process.umask(process.umask() | 0o007);
   try {
     mkdirSync(dirname(file), { recursive: true, mode: 0o750 });
-    raw = new BetterSqlite3(file, { timeout: BUSY_TIMEOUT_MS });
+    raw = new BetterSqlite3(file, { timeout: BUSY_TIMEOUT_MS, nativeBinding: nativeAddon() });
   } catch (error) {
     throw new ReserverError('GENERAL', `cannot open database ${file}: ${messageOf(error)}`);
   } finally {
@@ -60,6 +60,22 @@ export async function openLedger(path: string): Promise<Ledger> {
   } catch (error) {
     if (raw.open) raw.close();
     throw error;
+  }
+}
+
+/**
+ * better-sqlite3's compiled addon, named directly. Left to itself better-sqlite3 asks the `bindings`
+ * package, which tries a dozen paths with require() and reads its caller from a stack trace:
+ * milliseconds of every command's start-up. `undefined` (that search) where `require` is not
+ * available (the ES modules of the tests) or the addon is not at its usual place.
+ */
+function nativeAddon(): string | undefined {
+  if (typeof require !== 'function') return undefined;
+  try {
+    const addon = join(dirname(require.resolve('better-sqlite3/package.json')), 'build', 'Release', 'better_sqlite3.node');
+    return existsSync(addon) ? addon : undefined;
+  } catch {
+    return undefined;
   }
 }
 

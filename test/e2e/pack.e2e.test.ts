@@ -17,6 +17,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { delimiter, dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { compileBundle } from '../../src/bundle.js';
+import { SUBCOMMAND_NAMES } from '../../src/commands/index.js';
 import { ROOT, STANDIN, standinDirOf, stripAnsi, tempHome } from '../support/cli.js';
 
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { name: string; version: string };
@@ -75,23 +77,42 @@ function localPrebuilds(dir: string): string | null {
   return tar.status === 0 ? dir : null;
 }
 
+/** The bundles of `dist` whose V8 code cache this Node rejects (a cache is worth nothing if it is). */
+function rejectedCodeCaches(dist: string): string[] {
+  const bundles = ['main.js', ...['reserve', 'status', 'result', 'cancel', 'list', 'clean', 'history', 'events', 'replay'].map((n) => `commands/${n}.js`)];
+  return bundles.filter((b) => {
+    const file = join(dist, b);
+    return compileBundle(file, readFileSync(file, 'utf8'), readFileSync(`${file}.v8cache`)).cachedDataRejected !== false;
+  });
+}
+
 describe('the npm package', () => {
-  it('ships only what runs: dist/ JavaScript, package.json, README, LICENSE', async () => {
+  it("has a code cache this Node accepts beside each short-lived command's bundle", () => {
+    expect(rejectedCodeCaches(join(ROOT, 'dist'))).toEqual([]);
+  });
+
+  it('ships only what runs: dist/ JavaScript and its code caches, package.json, README, LICENSE', async () => {
     const r = await run(NPM, ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT });
     expect(r.code, r.stderr).toBe(0);
     const [report] = JSON.parse(r.stdout) as [{ files: { path: string; size: number }[]; unpackedSize: number }];
     const files = report.files.map((f) => f.path).sort();
     const unexpected = files.filter(
-      (f) => !['package.json', 'README.md'].includes(f) && !/^LICEN[CS]E(\.\w+)?$/i.test(f) && !/^dist\/.+\.js(\.map)?$/.test(f),
+      (f) =>
+        !['package.json', 'README.md', 'dist/package.json'].includes(f) &&
+        !/^LICEN[CS]E(\.\w+)?$/i.test(f) &&
+        !/^dist\/.+\.js(\.map|\.v8cache)?$/.test(f),
     );
     expect(unexpected, 'files that do not belong in the package').toEqual([]);
     expect(files).toContain('dist/cli.js');
     // A source map ships only beside its script (whether maps ship at all is package.json's `files`).
     const orphanMaps = files.filter((f) => f.endsWith('.map') && !files.includes(f.slice(0, -'.map'.length)));
     expect(orphanMaps).toEqual([]);
-    // Every chunk cli.js can load is in the package.
-    const chunks = files.filter((f) => f.startsWith('dist/chunks/') && f.endsWith('.js'));
-    expect(chunks.length).toBeGreaterThan(0);
+    // Every bundle cli.js can load is in the package, with the code cache of the short-lived ones.
+    for (const name of SUBCOMMAND_NAMES) expect(files).toContain(`dist/commands/${name}.js`);
+    for (const name of ['reserve', 'status', 'list', 'cancel', 'clean']) expect(files).toContain(`dist/commands/${name}.js.v8cache`);
+    expect(files).toContain('dist/main.js');
+    const orphanCaches = files.filter((f) => f.endsWith('.v8cache') && !files.includes(f.slice(0, -'.v8cache'.length)));
+    expect(orphanCaches).toEqual([]);
   });
 
   it(
@@ -123,6 +144,9 @@ describe('the npm package', () => {
       const installed = join(prefix, 'lib', 'node_modules', pkg.name);
       const compiled = existsSync(join(installed, 'node_modules', 'better-sqlite3', 'build', 'Release', 'obj'));
       console.info(`npm install -g of ${filename}: ${seconds} s (better-sqlite3 ${compiled ? 'compiled from source' : 'from the local prebuild'})`);
+
+      // npm gives every file one fixed mtime; the caches must survive that (src/bundle.ts compares them).
+      expect(rejectedCodeCaches(join(installed, 'dist'))).toEqual([]);
 
       const bin = join(prefix, 'bin', 'orchesjob-reserver');
       const cli = (args: readonly string[], extra: Record<string, string> = {}) =>
