@@ -141,18 +141,21 @@ const EVENT_COLUMNS = [
 ] as const;
 
 /**
- * Every event after `position` (exclusive), in ledger order, one at a time: replaying a million
- * events. Kysely builds the query; better-sqlite3 steps it returning each row as an array, which
- * costs half of what building an object per row does. The connection is busy until the iteration
- * ends: run nothing else on it meanwhile.
+ * Every event, one at a time: replaying a million events. In ledger order (`position`), or stream by
+ * stream (`reservation_id`, then `version`: the order of the ledger's unique index, so that a fold
+ * holds one reservation at a time); only those at or before `upTo` when it is given.
+ *
+ * Kysely builds the query; better-sqlite3 steps it returning each row as an array, which costs half
+ * of what building an object per row does. The connection is busy until the iteration ends: run
+ * nothing else on it meanwhile.
  */
-export function* streamEvents({ db, raw }: EventSource, position = 0): Generator<StoredEvent> {
-  const query = db
-    .selectFrom('reservation_events')
-    .select(EVENT_COLUMNS)
-    .where('position', '>', position)
-    .orderBy('position')
-    .compile();
+export function* streamEvents(
+  { db, raw }: EventSource,
+  { order = 'ledger', upTo }: { order?: 'ledger' | 'stream'; upTo?: number } = {},
+): Generator<StoredEvent> {
+  let select = db.selectFrom('reservation_events').select(EVENT_COLUMNS);
+  if (upTo !== undefined) select = select.where('position', '<=', upTo);
+  const query = (order === 'ledger' ? select.orderBy('position') : select.orderBy('reservation_id').orderBy('version')).compile();
   const statement = raw.prepare(query.sql).raw(true);
   for (const row of statement.iterate(...query.parameters) as IterableIterator<unknown[]>) {
     yield {

@@ -48,7 +48,10 @@ export async function foldLedger(
       states.set(event.reservationId, evolve(state, event));
       position = event.position;
       events++;
-      if (events % REPORT_EVERY === 0) report.update(position, total);
+      if (events % REPORT_EVERY === 0) {
+        report.update(position, total);
+        await null; // let the progress line (a promise) be printed
+      }
     }
     return { states, position, events };
   } finally {
@@ -75,57 +78,83 @@ export interface Mismatch {
 /** Columns holding JSON text: compared by value, so `1.0` written by Python equals `1`. */
 const JSON_COLUMNS = new Set(['command_json', 'metadata_json', 'orchesjob_start_options_json']);
 
+/** What a stream-by-stream fold went through. */
+interface FoldCount {
+  events: number;
+}
+
 /**
- * Compare the projection with the fold of the whole ledger, column by column.
+ * The state of each reservation after all its events, one reservation at a time, in reservation-id
+ * order, cleaned ones included. Only one reservation is held at a time, whatever the ledger's length.
+ */
+async function* foldStreams(source: EventSource, count: FoldCount, report: Progress, total: number): AsyncGenerator<Reservation> {
+  let state: ReservationState = null;
+  for (const event of streamEvents(source, { order: 'stream' })) {
+    if (state !== null && state.reservationId !== event.reservationId) {
+      yield state;
+      state = null;
+    }
+    state = evolve(state, event);
+    if (++count.events % REPORT_EVERY === 0) {
+      report.update(count.events, total);
+      await null; // let the progress line (a promise) be printed
+    }
+  }
+  if (state !== null) yield state;
+}
+
+/**
+ * Compare the projection with the fold of the whole ledger, column by column. The projection (the
+ * live reservations) is read first; the ledger is then folded one reservation at a time, so memory
+ * does not grow with history.
  */
 export async function verifyProjection(
   source: EventSource,
 ): Promise<{ verified: boolean; events: number; reservations: number; mismatches: Mismatch[] }> {
-  const folded = await foldLedger(source);
   const rows = await source.db.selectFrom('reservations').selectAll().execute();
+  const unexplained = new Map(rows.map((row) => [row.reservation_id, row]));
   const mismatches: Mismatch[] = [];
-  const seen = new Set<string>();
-  for (const row of rows) {
-    seen.add(row.reservation_id);
-    const state = folded.states.get(row.reservation_id);
-    if (state === undefined || state.cleaned) {
-      mismatches.push({
-        reservation_id: row.reservation_id,
-        run_key: row.run_key,
-        field: 'row',
-        projection: 'present',
-        ledger: state === undefined ? 'no events' : 'cleaned',
-      });
-      continue;
-    }
-    const expected = reservationToRow(state) as ReservationRow;
-    for (const column of Object.keys(expected) as (keyof ReservationRow)[]) {
-      if (!sameValue(column, row[column], expected[column])) {
-        mismatches.push({
-          reservation_id: row.reservation_id,
-          run_key: row.run_key,
-          field: column,
-          projection: row[column],
-          ledger: expected[column],
-        });
+  const count: FoldCount = { events: 0 };
+  const report = progress('verify', 'events');
+  try {
+    const total = await lastPosition(source.db); // the number of events, but for rolled-back positions
+    for await (const state of foldStreams(source, count, report, total)) {
+      const row = unexplained.get(state.reservationId);
+      unexplained.delete(state.reservationId);
+      if (state.cleaned) {
+        if (row !== undefined) {
+          mismatches.push({ reservation_id: row.reservation_id, run_key: row.run_key, field: 'row', projection: 'present', ledger: 'cleaned' });
+        }
+        continue;
+      }
+      if (row === undefined) {
+        mismatches.push({ reservation_id: state.reservationId, run_key: state.runKey, field: 'row', projection: 'missing', ledger: state.status });
+        continue;
+      }
+      const expected = reservationToRow(state) as ReservationRow;
+      for (const column of Object.keys(expected) as (keyof ReservationRow)[]) {
+        if (!sameValue(column, row[column], expected[column])) {
+          mismatches.push({
+            reservation_id: row.reservation_id,
+            run_key: row.run_key,
+            field: column,
+            projection: row[column],
+            ledger: expected[column],
+          });
+        }
       }
     }
+  } finally {
+    report.finish();
   }
-  for (const state of folded.states.values()) {
-    if (!state.cleaned && !seen.has(state.reservationId)) {
-      mismatches.push({
-        reservation_id: state.reservationId,
-        run_key: state.runKey,
-        field: 'row',
-        projection: 'missing',
-        ledger: state.status,
-      });
-    }
+  for (const row of unexplained.values()) {
+    mismatches.push({ reservation_id: row.reservation_id, run_key: row.run_key, field: 'row', projection: 'present', ledger: 'no events' });
   }
-  return { verified: mismatches.length === 0, events: folded.events, reservations: rows.length, mismatches };
+  return { verified: mismatches.length === 0, events: count.events, reservations: rows.length, mismatches };
 }
 
 function sameValue(column: string, actual: unknown, expected: unknown): boolean {
+  if (actual === expected) return true;
   if (JSON_COLUMNS.has(column) && typeof actual === 'string' && typeof expected === 'string') {
     try {
       return stringifySorted(JSON.parse(actual)) === stringifySorted(JSON.parse(expected));
@@ -133,7 +162,7 @@ function sameValue(column: string, actual: unknown, expected: unknown): boolean 
       return actual === expected;
     }
   }
-  return actual === expected;
+  return false;
 }
 
 /**
@@ -144,13 +173,17 @@ export async function rebuildProjection(
   tx: Kysely<Database>,
   raw: EventSource['raw'],
 ): Promise<{ events: number; reservations: number }> {
-  const folded = await foldLedger({ db: tx, raw });
-  await tx.deleteFrom('reservations').execute();
-  let reservations = 0;
-  for (const state of folded.states.values()) {
-    if (state.cleaned) continue;
-    await writeProjection(tx, state);
-    reservations++;
+  const count: FoldCount = { events: 0 };
+  const report = progress('rebuild', 'events');
+  const live: Reservation[] = [];
+  try {
+    const total = await lastPosition(tx);
+    for await (const state of foldStreams({ db: tx, raw }, count, report, total)) if (!state.cleaned) live.push(state);
+  } finally {
+    report.finish();
   }
-  return { events: folded.events, reservations };
+  // Written once the fold is done: the connection cannot write while it steps the events.
+  await tx.deleteFrom('reservations').execute();
+  for (const state of live) await writeProjection(tx, state);
+  return { events: count.events, reservations: live.length };
 }
