@@ -51,8 +51,11 @@ export const adoptPythonRows: Migration = {
       if (last === undefined) break;
       after = last.row;
       const events: EventRow[] = [];
+      const versions: [string, number][] = [];
       for (const row of rows) {
-        eventsFor(row, host).forEach((e, i) => {
+        const imported = eventsFor(row, host);
+        versions.push([row.reservation_id, imported.length]);
+        imported.forEach((e, i) => {
           const ms = e.at * 1000;
           events.push([eventId(), row.reservation_id, i + 1, row.run_key, e.type, JSON.stringify(e.data), e.at, ms, 'import']);
         });
@@ -64,19 +67,20 @@ export const adoptPythonRows: Migration = {
                json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'),
                json_extract(value, '$[6]'), json_extract(value, '$[7]'), json_extract(value, '$[8]')
           FROM json_each(${JSON.stringify(events)})`.execute(db);
+      // The batch's rows: the version is the number of events just written; a DISPATCHING row holds
+      // the imported claim (owner `import`, pid 0: a process that does not exist).
+      await sql`UPDATE reservations
+                   SET version = adopted.value ->> 1,
+                       created_at_ms = created_at * 1000,
+                       claim_dispatcher_id = CASE WHEN reservation_status = 'DISPATCHING' THEN 'import' END,
+                       claim_host = CASE WHEN reservation_status = 'DISPATCHING' THEN ${host} END,
+                       claim_pid = CASE WHEN reservation_status = 'DISPATCHING' THEN 0 END,
+                       claimed_at_ms = CASE WHEN reservation_status = 'DISPATCHING' THEN updated_at * 1000 END
+                  FROM json_each(${JSON.stringify(versions)}) AS adopted
+                 WHERE reservations.reservation_id = adopted.value ->> 0`.execute(db);
       adopted += rows.length;
       report.update(adopted, total);
     }
-    // Every adopted row at once: its version is its event count; a DISPATCHING row holds the
-    // imported claim (owner `import`, pid 0: a process that does not exist).
-    await sql`UPDATE reservations
-                 SET version = (SELECT count(*) FROM reservation_events e WHERE e.reservation_id = reservations.reservation_id),
-                     created_at_ms = created_at * 1000,
-                     claim_dispatcher_id = CASE WHEN reservation_status = 'DISPATCHING' THEN 'import' END,
-                     claim_host = CASE WHEN reservation_status = 'DISPATCHING' THEN ${host} END,
-                     claim_pid = CASE WHEN reservation_status = 'DISPATCHING' THEN 0 END,
-                     claimed_at_ms = CASE WHEN reservation_status = 'DISPATCHING' THEN updated_at * 1000 END
-               WHERE version = 0`.execute(db);
     report.finish();
   },
 };
