@@ -6,7 +6,6 @@ import { readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Script } from 'node:vm';
 import type { CommandDef } from 'citty';
-import { isSubCommand } from './commands/index.js';
 import type { CommandLoader } from './main.js';
 
 /** What a bundle exports: the program, and in `dist/commands/<name>.js` its command. */
