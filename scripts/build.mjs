@@ -10,11 +10,13 @@ import { build } from 'esbuild';
 
 const root = resolve(new URL('..', import.meta.url).pathname);
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
-const names = ['reserve', 'run', 'status', 'result', 'cancel', 'list', 'clean', 'history', 'events', 'replay'];
 // Built beside dist/ and swapped in by renames, so that a CLI started during a build (tests, a
 // dispatcher) never finds dist/ empty or half written.
 const next = join(root, `dist.next-${process.pid}`);
 const old = join(root, `dist.old-${process.pid}`);
+
+// The subcommands, as src/commands/index.ts lists them (compiled here, in memory, to read the list).
+const names = await subcommandNames();
 
 // Each dist/commands/<name>.js exports the program and its command.
 const commandEntries = {
@@ -108,4 +110,18 @@ function trainCodeCache(dist) {
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }
+}
+
+async function subcommandNames() {
+  const { outputFiles } = await build({
+    entryPoints: [join(root, 'src/commands/index.ts')],
+    bundle: true,
+    format: 'cjs',
+    platform: 'node',
+    write: false,
+    logLevel: 'warning',
+  });
+  const module = { exports: {} };
+  new Function('module', 'exports', outputFiles[0].text)(module, module.exports);
+  return module.exports.SUBCOMMAND_NAMES;
 }

@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import { monotonicFactory } from 'ulid';
 import type { Database } from './db/schema.js';
 import type { Tx } from './db/transaction.js';
 import { immediate } from './db/transaction.js';
@@ -33,12 +34,7 @@ export interface Applied {
 export type CommandInput = ReservationCommand | ((state: Reservation, nowMs: number) => ReservationCommand);
 
 /** ULIDs of events and reservations, monotonic within this process. */
-let newIdFactory: (() => string) | undefined;
-
-async function idGenerator(): Promise<() => string> {
-  newIdFactory ??= (await import('ulid')).monotonicFactory(urandomFractions());
-  return newIdFactory;
-}
+const newId = monotonicFactory(urandomFractions());
 const MAX_ATTEMPTS = 3;
 
 /**
@@ -51,7 +47,7 @@ export async function applyCommand(
   command: ReservationCommand,
   ctx: { nowMs: number; actor: string },
 ): Promise<Applied> {
-  const events = stamp(decide(state, command), state, { ...ctx, newId: await idGenerator() });
+  const events = stamp(decide(state, command), state, { ...ctx, newId });
   const stored = await appendEvents(tx, events);
   let next = state;
   for (const event of stored) next = evolve(next, event);
@@ -113,7 +109,6 @@ export async function reserve(
     if (existing !== null || decided.length === 0) {
       return { created: false, reservation: existing as Reservation, events: [] };
     }
-    const newId = await idGenerator();
     const events = stamp(decided, { reservationId: newId(), runKey, version: 0 }, {
       nowMs: clock(),
       actor: ctx.actor,

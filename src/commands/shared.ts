@@ -70,7 +70,7 @@ export async function parseOrHelp(
   if (parsed.flags['help'] === true) {
     const text = await renderUsage(ctx.cmd, rootMeta);
     // citty colours its usage; a pipe or a file gets plain text.
-    writeStdout(`${process.stdout.isTTY ? text : stripAnsi(text)}\n`); // help: rare, so the cost of process.stdout is fine
+    writeStdout(`${process.stdout.isTTY ? text : stripAnsi(text)}\n`);
     return null;
   }
   return parsed;

@@ -143,7 +143,7 @@ const EVENT_COLUMNS = [
 /**
  * Every event, one at a time: replaying a million events. In ledger order (`position`), or stream by
  * stream (`reservation_id`, then `version`: the order of the ledger's unique index, so that a fold
- * holds one reservation at a time); only those at or before `upTo` when it is given.
+ * holds one reservation at a time).
  *
  * Kysely builds the query; better-sqlite3 steps it returning each row as an array, which costs half
  * of what building an object per row does. The connection is busy until the iteration ends: run
@@ -151,13 +151,13 @@ const EVENT_COLUMNS = [
  */
 export function* streamEvents(
   { db, raw }: EventSource,
-  { order = 'ledger', upTo }: { order?: 'ledger' | 'stream'; upTo?: number } = {},
+  order: 'ledger' | 'stream' = 'ledger',
 ): Generator<StoredEvent> {
-  let select = db.selectFrom('reservation_events').select(EVENT_COLUMNS);
-  if (upTo !== undefined) select = select.where('position', '<=', upTo);
+  const select = db.selectFrom('reservation_events').select(EVENT_COLUMNS);
   const query = (order === 'ledger' ? select.orderBy('position') : select.orderBy('reservation_id').orderBy('version')).compile();
   const statement = raw.prepare(query.sql).raw(true);
   for (const row of statement.iterate(...query.parameters) as IterableIterator<unknown[]>) {
+    // rowToEvent, from the array of EVENT_COLUMNS
     yield {
       position: row[0],
       eventId: row[1],

@@ -89,7 +89,7 @@ interface FoldCount {
  */
 async function* foldStreams(source: EventSource, count: FoldCount, report: Progress, total: number): AsyncGenerator<Reservation> {
   let state: ReservationState = null;
-  for (const event of streamEvents(source, { order: 'stream' })) {
+  for (const event of streamEvents(source, 'stream')) {
     if (state !== null && state.reservationId !== event.reservationId) {
       yield state;
       state = null;
