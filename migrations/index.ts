@@ -1,3 +1,4 @@
+import type { Database as NativeDatabase } from 'better-sqlite3';
 import type { Migration } from 'kysely';
 import { ledger } from './0001_ledger.js';
 import { adoptPythonRows } from './0002_adopt_python_rows.js';
@@ -7,11 +8,16 @@ import { retries } from './0003_retries.js';
  * Every migration, in order, registered statically: the CLI is bundled and never scans a folder.
  * A released migration is never edited; change the schema with a new one appended here.
  * Names sort in order (Kysely checks that executed migrations match this list).
+ *
+ * `native` is the better-sqlite3 handle under the migrations' Kysely connection: the adoption
+ * steps its bulk insert on it directly.
  */
-export const MIGRATIONS: Readonly<Record<string, Migration>> = {
-  '0001_ledger': ledger,
-  '0002_adopt_python_rows': adoptPythonRows,
-  '0003_retries': retries,
-};
+export function migrations(native: NativeDatabase): Readonly<Record<string, Migration>> {
+  return {
+    '0001_ledger': ledger,
+    '0002_adopt_python_rows': adoptPythonRows(native),
+    '0003_retries': retries,
+  };
+}
 
 export { SCHEMA_VERSION } from './version.js';

@@ -1,5 +1,5 @@
-import { Migrator } from 'kysely';
-import { MIGRATIONS, SCHEMA_VERSION } from '../../migrations/index.js';
+import { Migrator, sql } from 'kysely';
+import { migrations, SCHEMA_VERSION } from '../../migrations/index.js';
 import { ReserverError } from '../errors.js';
 import type { Ledger } from './open.js';
 import { BUSY_TIMEOUT_MS, messageOf } from './open.js';
@@ -33,38 +33,81 @@ async function switchToWal({ raw, path }: Ledger): Promise<void> {
  * lock is a no-op), and twenty `reserve` calls may open a new file at the same moment. The immediate
  * transaction does both: one process migrates, the others wait on the busy timeout, then see the
  * current `user_version` and do nothing. A failed migration rolls everything back.
+ *
+ * Adopting a Python-tool database writes most of the file anew. Through the WAL every page of it is
+ * written twice (to the WAL, then by the checkpoint), so when this process has the file to itself the
+ * import runs with a rollback journal, which writes new pages once, and the file returns to WAL
+ * after. Only then is `user_version` set: a current `user_version` always means WAL mode, even if this
+ * process dies in between (the next one to open the file finishes the switch).
  */
 export async function migrate(ledger: Ledger): Promise<void> {
   const { raw, path } = ledger;
-  if (Object.keys(MIGRATIONS).length !== SCHEMA_VERSION) {
-    throw new Error(`migrations/version.ts says ${SCHEMA_VERSION} migrations, migrations/index.ts has ${Object.keys(MIGRATIONS).length}`);
+  const all = migrations(raw);
+  if (Object.keys(all).length !== SCHEMA_VERSION) {
+    throw new Error(`migrations/version.ts says ${SCHEMA_VERSION} migrations, migrations/index.ts has ${Object.keys(all).length}`);
   }
-  await switchToWal(ledger);
+  const bulk = (await pythonRowsToAdopt(ledger)) && leaveWal(raw);
+  if (!bulk) await switchToWal(ledger);
   // A migration may write a whole adopted database in one transaction: with SQLite's default 2 MB
-  // page cache its index pages would spill to the WAL again and again.
+  // page cache its index pages would spill to disk again and again.
   const cacheSize = raw.pragma('cache_size', { simple: true }) as number;
   raw.pragma('cache_size = -131072'); // 128 MiB, for this transaction only
+  try {
+    await immediate(raw, async () => {
+      if ((raw.pragma('user_version', { simple: true }) as number) === SCHEMA_VERSION) return;
+      const migrator = new Migrator({ db: ledger.db, provider: { getMigrations: async () => all } });
+      const { error, results } = await migrator.migrateToLatest();
+      if (error !== undefined) {
+        const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
+        throw new ReserverError('GENERAL', `migration ${failed} of ${path} failed: ${messageOf(error)}`);
+      }
+      if (!bulk) raw.pragma(`user_version = ${SCHEMA_VERSION}`);
+    });
+  } finally {
+    raw.pragma(`cache_size = ${cacheSize}`);
+  }
+  if (bulk) {
+    await switchToWal(ledger);
+    await immediate(raw, async () => {
+      raw.pragma(`user_version = ${SCHEMA_VERSION}`);
+    });
+  }
+}
+
+/** `fn` inside `BEGIN IMMEDIATE`, committed, or rolled back if it throws. */
+async function immediate(raw: Ledger['raw'], fn: () => Promise<void>): Promise<void> {
   raw.exec('BEGIN IMMEDIATE');
   try {
-    if ((raw.pragma('user_version', { simple: true }) as number) === SCHEMA_VERSION) {
-      raw.exec('COMMIT');
-      return;
-    }
-    const migrator = new Migrator({
-      db: ledger.db,
-      provider: { getMigrations: async () => MIGRATIONS },
-    });
-    const { error, results } = await migrator.migrateToLatest();
-    if (error !== undefined) {
-      const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
-      throw new ReserverError('GENERAL', `migration ${failed} of ${path} failed: ${messageOf(error)}`);
-    }
-    raw.pragma(`user_version = ${SCHEMA_VERSION}`);
+    await fn();
     raw.exec('COMMIT');
   } catch (error) {
     if (raw.inTransaction) raw.exec('ROLLBACK');
     throw error;
-  } finally {
-    raw.pragma(`cache_size = ${cacheSize}`);
+  }
+}
+
+/**
+ * A database the Python tool wrote and this tool has not migrated yet (its `reservations` table but
+ * no ledger), with rows in it.
+ */
+async function pythonRowsToAdopt({ db }: Ledger): Promise<boolean> {
+  const { rows: schema } = await sql<{ python: number }>`
+    SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'reservations')
+       AND NOT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'reservation_events') AS python`.execute(db);
+  if (schema[0]?.python !== 1) return false;
+  const { rows } = await sql<{ found: number }>`SELECT EXISTS (SELECT 1 FROM reservations) AS found`.execute(db);
+  return rows[0]?.found === 1;
+}
+
+/**
+ * Rollback-journal mode for an import, if this connection can have it: leaving WAL needs the file to
+ * itself. With another process in the file, the import runs in WAL as usual (slower, same result).
+ */
+function leaveWal(raw: Ledger['raw']): boolean {
+  try {
+    return raw.pragma('journal_mode = DELETE', { simple: true }) === 'delete';
+  } catch (error) {
+    if ((error as { code?: string }).code?.startsWith('SQLITE_BUSY') === true) return false;
+    throw error;
   }
 }

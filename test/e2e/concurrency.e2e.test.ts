@@ -3,10 +3,14 @@
  * when they start, so they also race to create and migrate it). Every process is started before any
  * is awaited.
  */
+import { spawnSync } from 'node:child_process';
+import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
+import { SCHEMA_VERSION } from '../../migrations/version.js';
 import { dbPathOf, ledgerRows, runCli, tempHome, ULID } from '../support/cli.js';
 
 const N = 20;
+const MAKE_DB = new URL('../support/make-python-db.py', import.meta.url).pathname;
 
 describe('concurrent reserve', () => {
   it(`${N} processes reserving ONE run key at once: exactly one created, one reservation, one event`, async () => {
@@ -54,5 +58,36 @@ describe('concurrent reserve', () => {
     expect(events.map((e) => e.position)).toEqual(Array.from({ length: N }, (_, i) => i + 1));
     expect(reservations.map((r) => r.run_key).sort()).toEqual([...keys].sort());
     expect(reservations.every((r) => r.version === 1 && r.reservation_status === 'RESERVED')).toBe(true);
+  });
+
+  it(`${N} processes reserving at once on a Python-tool database: they race to adopt it, and it is adopted once`, async () => {
+    const home = tempHome();
+    const db = dbPathOf(home);
+    const extra = 3000;
+    const made = spawnSync('python3', [MAKE_DB, db, String(extra)], { encoding: 'utf8' });
+    expect(made.status, made.stderr).toBe(0);
+    const pythonRows = 7 + extra;
+    const keys = Array.from({ length: N }, (_, i) => `new-${i}`);
+    const runs = await Promise.all(keys.map((k) => runCli(['reserve', '--run-key', k, '--', 'prog', k])));
+    for (const r of runs) {
+      expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+      expect(r.json.created).toBe(true);
+    }
+    const { events, reservations } = ledgerRows(db);
+    expect(reservations).toHaveLength(pythonRows + N);
+    const imported = events.filter((e) => e.actor === 'import');
+    expect(imported).toHaveLength(16 + extra * 3);
+    expect(new Set(imported.map((e) => `${e.reservation_id}/${e.version}`)).size).toBe(imported.length);
+    expect(events.filter((e) => e.actor === 'cli:reserve').map((e) => e.run_key).sort()).toEqual([...keys].sort());
+    const verify = await runCli(['replay', '--verify']);
+    expect(verify.code, verify.stderr).toBe(0);
+    expect(verify.json).toMatchObject({ verified: true, reservations: pythonRows + N });
+    const file = new Database(db, { readonly: true });
+    try {
+      expect(file.pragma('journal_mode', { simple: true })).toBe('wal');
+      expect(file.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+    } finally {
+      file.close();
+    }
   });
 });

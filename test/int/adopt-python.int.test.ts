@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -9,6 +9,7 @@ import { readStream } from '../../src/events/store.js';
 import { transition } from '../../src/ledger.js';
 import { foldLedger, rebuildProjection, verifyProjection } from '../../src/projections/replay.js';
 import { immediate } from '../../src/db/transaction.js';
+import { SCHEMA_VERSION } from '../../migrations/version.js';
 
 /**
  * A database written by the Python tool (made by a Python script with its exact schema and rows) is
@@ -37,13 +38,24 @@ afterEach(() => {
   for (const f of folders.splice(0)) rmSync(f, { recursive: true, force: true });
 });
 
-function pythonDb(): { path: string; rows: Record<string, unknown>[] } {
+function pythonDb(extraRows = 0): { path: string; rows: Record<string, unknown>[] } {
   const folder = mkdtempSync(join(tmpdir(), 'ojr-adopt-'));
   folders.push(folder);
   const path = join(folder, 'reserver.sqlite3');
-  const made = spawnSync('python3', [MAKE_DB, path], { encoding: 'utf8' });
+  const made = spawnSync('python3', [MAKE_DB, path, String(extraRows)], { encoding: 'utf8' });
   expect(made.status, made.stderr).toBe(0);
-  return { path, rows: made.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>) };
+  // The rows are printed only without extra rows.
+  const lines = made.stdout.trim().split('\n').filter((l) => l !== '');
+  return { path, rows: lines.map((l) => JSON.parse(l) as Record<string, unknown>) };
+}
+
+function pragmas(path: string): { journal: unknown; version: unknown } {
+  const db = new Database(path, { readonly: true });
+  try {
+    return { journal: db.pragma('journal_mode', { simple: true }), version: db.pragma('user_version', { simple: true }) };
+  } finally {
+    db.close();
+  }
 }
 
 function pythonRows(path: string): Record<string, unknown>[] {
@@ -142,5 +154,62 @@ describe('adopting a database written by the Python tool', () => {
     } finally {
       await ledger.close();
     }
+  });
+
+  describe('journal mode', () => {
+    it('imports with a rollback journal when it has the file to itself, and leaves the file in WAL mode, current', async () => {
+      const { path } = pythonDb(500);
+      expect(pragmas(path).journal).toBe('wal'); // as the Python tool leaves it
+      const ledger = await openLedger(path);
+      try {
+        expect(ledger.raw.pragma('journal_mode', { simple: true })).toBe('wal');
+        // The import went to the file itself: the WAL holds only what came after it (user_version).
+        expect(statSync(`${path}-wal`).size).toBeLessThan(8 * 4096);
+        expect(await verifyProjection(ledger)).toMatchObject({ verified: true, reservations: 507 });
+      } finally {
+        await ledger.close();
+      }
+      expect(pragmas(path)).toEqual({ journal: 'wal', version: SCHEMA_VERSION });
+    });
+
+    it('imports in WAL mode as usual while another connection holds the file', async () => {
+      const { path } = pythonDb(500);
+      const other = new Database(path);
+      try {
+        other.prepare('SELECT count(*) FROM reservations').get();
+        const ledger = await openLedger(path);
+        try {
+          // The import went through the WAL (hundreds of pages; about one without the other connection).
+          expect(statSync(`${path}-wal`).size).toBeGreaterThan(64 * 4096);
+          expect(await verifyProjection(ledger)).toMatchObject({ verified: true, reservations: 507 });
+        } finally {
+          await ledger.close();
+        }
+        expect(other.pragma('journal_mode', { simple: true })).toBe('wal');
+      } finally {
+        other.close();
+      }
+      expect(pragmas(path)).toEqual({ journal: 'wal', version: SCHEMA_VERSION });
+    });
+
+    it('finishes the switch back to WAL when the importing process died before it (user_version not yet set)', async () => {
+      const { path } = pythonDb(20);
+      await (await openLedger(path)).close();
+      // What a process killed between the import's commit and its return to WAL leaves behind.
+      const died = new Database(path);
+      died.pragma('journal_mode = DELETE');
+      died.pragma('user_version = 0');
+      died.close();
+      expect(pragmas(path)).toEqual({ journal: 'delete', version: 0 });
+      const ledger = await openLedger(path);
+      try {
+        const events = ledger.raw.prepare('SELECT count(*) AS n FROM reservation_events').get() as { n: number };
+        expect(events.n).toBe(16 + 20 * 3); // nothing imported twice (each extra row is DISPATCHED)
+        expect(await verifyProjection(ledger)).toMatchObject({ verified: true, reservations: 27 });
+      } finally {
+        await ledger.close();
+      }
+      expect(pragmas(path)).toEqual({ journal: 'wal', version: SCHEMA_VERSION });
+    });
   });
 });
