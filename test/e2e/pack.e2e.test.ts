@@ -77,8 +77,8 @@ function localPrebuilds(dir: string): string | null {
   return tar.status === 0 ? dir : null;
 }
 
-/** The commands whose bundle has a code cache: all but the long-lived `run` (scripts/build.mjs). */
-const CACHED = SUBCOMMAND_NAMES.filter((n) => n !== 'run');
+/** The commands whose bundle has a code cache: all of them (scripts/build.mjs). */
+const CACHED = SUBCOMMAND_NAMES;
 
 /** The bundles of `dist` whose V8 code cache this Node rejects (a cache is worth nothing if it is). */
 function rejectedCodeCaches(dist: string): string[] {
@@ -90,7 +90,7 @@ function rejectedCodeCaches(dist: string): string[] {
 }
 
 describe('the npm package', () => {
-  it("has a code cache this Node accepts beside each short-lived command's bundle", () => {
+  it("has a code cache this Node accepts beside each command's bundle", () => {
     expect(rejectedCodeCaches(join(ROOT, 'dist'))).toEqual([]);
   });
 
@@ -110,7 +110,7 @@ describe('the npm package', () => {
     // A source map ships only beside its script (whether maps ship at all is package.json's `files`).
     const orphanMaps = files.filter((f) => f.endsWith('.map') && !files.includes(f.slice(0, -'.map'.length)));
     expect(orphanMaps).toEqual([]);
-    // Every bundle cli.js can load is in the package, with the code cache of the short-lived ones.
+    // Every bundle cli.js can load is in the package, with its code cache.
     for (const name of SUBCOMMAND_NAMES) expect(files).toContain(`dist/commands/${name}.js`);
     for (const name of CACHED) expect(files).toContain(`dist/commands/${name}.js.v8cache`);
     expect(files).toContain('dist/main.js');
