@@ -31,6 +31,9 @@ const WORK = join(root, 'dist-bench/work');
 const RESULTS = join(root, 'dist-bench/scale-results.json');
 const CLK_TCK = 100; // getconf CLK_TCK on Linux
 
+/** One round of `firingLag`. */
+type Lag = Awaited<ReturnType<typeof firingLag>>[number];
+
 interface Options {
   sizes: number[];
   runs: number;
@@ -389,8 +392,8 @@ export async function main(args: string[] = []): Promise<void> {
       const simulated = pythonStartSeconds() ?? 0.1;
       const one = await startsPerSecond(200, 1, simulated);
       const dflt = await startsPerSecond(200, null, simulated);
-      const lag = await firingLag();
-      const lag5 = await firingLag(['--max-concurrent-starts', '5']);
+      const [lag, lagWarm] = (await firingLag()) as [Lag, Lag];
+      const [lag5, lag5Warm] = (await firingLag(['--max-concurrent-starts', '5'])) as [Lag, Lag];
       const pickups = await pickupLatency();
       dispatch = {
         simulatedStartMs: simulated * 1000,
@@ -399,19 +402,26 @@ export async function main(args: string[] = []): Promise<void> {
         ratio: dflt / one,
         lagStartsMs: lag.starts,
         lagClaimsMs: lag.claims,
+        lagWarmStartsMs: lagWarm.starts,
+        lagWarmClaimsMs: lagWarm.claims,
         lag5StartsMs: lag5.starts,
         lag5ClaimsMs: lag5.claims,
+        lag5WarmStartsMs: lag5Warm.starts,
+        lag5WarmClaimsMs: lag5Warm.claims,
         pickupMs: pickups,
       };
       console.log(`  starts/s with a ${f0(simulated * 1000)} ms orchesjob: one at a time ${f1(one)}, default (4) ${f1(dflt)}: ratio ${f1(dflt / one)}x   target >= 3x   ${verdict(dflt / one >= 3)}`);
-      console.log(
-        `  firing lag of 5 due on one second, default (4): start calls max ${f1(Math.max(...lag.starts))} ms (${lag.starts.map(f1).join(', ')}), ` +
-          `claims max ${f1(Math.max(...lag.claims))} ms   target <= 50   ${verdict(Math.max(...lag.starts) <= 50)}`,
-      );
-      console.log(
-        `  firing lag of 5 due on one second, --max-concurrent-starts 5: start calls max ${f1(Math.max(...lag5.starts))} ms (${lag5.starts.map(f1).join(', ')}), ` +
-          `claims max ${f1(Math.max(...lag5.claims))} ms   target <= 50   ${verdict(Math.max(...lag5.starts) <= 50)}`,
-      );
+      for (const [what, l] of [
+        ["default (4), the dispatcher's first dispatch", lag],
+        ['default (4), the dispatcher warm', lagWarm],
+        ["--max-concurrent-starts 5, the dispatcher's first dispatch", lag5],
+        ['--max-concurrent-starts 5, the dispatcher warm', lag5Warm],
+      ] as const) {
+        console.log(
+          `  firing lag of 5 due on one second, ${what}: start calls max ${f1(Math.max(...l.starts))} ms (${l.starts.map(f1).join(', ')}), ` +
+            `claims max ${f1(Math.max(...l.claims))} ms   target <= 50   ${verdict(Math.max(...l.starts) <= 50)}`,
+        );
+      }
       // Negative: the start call came before the `reserve` process had exited (it commits, prints, then exits).
       console.log(`  pickup after reserve returned: max ${f1(Math.max(...pickups))} ms (${pickups.map(f1).join(', ')})   target <= 100   ${verdict(Math.max(...pickups) <= 100)}`);
     } finally {
@@ -442,10 +452,19 @@ export async function main(args: string[] = []): Promise<void> {
   }
   if (adoption !== null) lines.push([`adopt ${adoption.rows} Python rows`, `${adoption.seconds.toFixed(2)} s`, '<= 30 s', adoption.seconds <= 30]);
   if (dispatch !== null) {
-    const d = dispatch as { ratio: number; lagStartsMs: number[]; lag5StartsMs: number[]; pickupMs: number[] };
+    const d = dispatch as {
+      ratio: number;
+      lagStartsMs: number[];
+      lagWarmStartsMs: number[];
+      lag5StartsMs: number[];
+      lag5WarmStartsMs: number[];
+      pickupMs: number[];
+    };
     lines.push([`concurrent starts at ${label(big)}`, `${f1(d.ratio)}x`, '>= 3x', d.ratio >= 3]);
-    lines.push([`firing lag at ${label(big)}, default (4)`, `${f1(Math.max(...d.lagStartsMs))} ms`, '<= 50 ms', Math.max(...d.lagStartsMs) <= 50]);
-    lines.push([`firing lag at ${label(big)}, 5 starts`, `${f1(Math.max(...d.lag5StartsMs))} ms`, '<= 50 ms', Math.max(...d.lag5StartsMs) <= 50]);
+    lines.push([`firing lag at ${label(big)}, default (4), first dispatch`, `${f1(Math.max(...d.lagStartsMs))} ms`, '<= 50 ms', Math.max(...d.lagStartsMs) <= 50]);
+    lines.push([`firing lag at ${label(big)}, default (4), warm`, `${f1(Math.max(...d.lagWarmStartsMs))} ms`, '<= 50 ms', Math.max(...d.lagWarmStartsMs) <= 50]);
+    lines.push([`firing lag at ${label(big)}, 5 starts, first dispatch`, `${f1(Math.max(...d.lag5StartsMs))} ms`, '<= 50 ms', Math.max(...d.lag5StartsMs) <= 50]);
+    lines.push([`firing lag at ${label(big)}, 5 starts, warm`, `${f1(Math.max(...d.lag5WarmStartsMs))} ms`, '<= 50 ms', Math.max(...d.lag5WarmStartsMs) <= 50]);
     lines.push([`pickup at ${label(big)}`, `${f1(Math.max(...d.pickupMs))} ms`, '<= 100 ms', Math.max(...d.pickupMs) <= 100]);
   }
   console.log(`\nsummary (load average at start ${loads['start']}, at end ${loads['end']})`);
