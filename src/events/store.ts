@@ -141,36 +141,55 @@ const EVENT_COLUMNS = [
 ] as const;
 
 /**
- * Every event, one at a time: replaying a million events. In ledger order (`position`), or stream by
- * stream (`reservation_id`, then `version`: the order of the ledger's unique index, so that a fold
- * holds one reservation at a time).
+ * Every event, one at a time, in ledger order (`position`): replaying a million events
+ * (`replay --position/--as-of`; `--verify` and `--rebuild` read stream by stream, `readStreamPage`).
  *
  * Kysely builds the query; better-sqlite3 steps it returning each row as an array, which costs half
  * of what building an object per row does. The connection is busy until the iteration ends: run
  * nothing else on it meanwhile.
  */
-export function* streamEvents(
-  { db, raw }: EventSource,
-  order: 'ledger' | 'stream' = 'ledger',
-): Generator<StoredEvent> {
-  const select = db.selectFrom('reservation_events').select(EVENT_COLUMNS);
-  const query = (order === 'ledger' ? select.orderBy('position') : select.orderBy('reservation_id').orderBy('version')).compile();
+export function* streamEvents({ db, raw }: EventSource): Generator<StoredEvent> {
+  const query = db.selectFrom('reservation_events').select(EVENT_COLUMNS).orderBy('position').compile();
   const statement = raw.prepare(query.sql).raw(true);
-  for (const row of statement.iterate(...query.parameters) as IterableIterator<unknown[]>) {
-    // rowToEvent, from the array of EVENT_COLUMNS
-    yield {
-      position: row[0],
-      eventId: row[1],
-      reservationId: row[2],
-      runKey: row[3],
-      version: row[4],
-      type: row[5],
-      data: JSON.parse(row[6] as string),
-      recordedAt: row[7],
-      recordedAtMs: row[8],
-      actor: row[9],
-    } as StoredEvent;
+  for (const row of statement.iterate(...query.parameters) as IterableIterator<unknown[]>) yield eventOfColumns(row);
+}
+
+/** Where a stream-order page ends: the next page starts after this event. */
+export interface StreamCursor {
+  readonly reservationId: string;
+  readonly version: number;
+}
+
+/**
+ * Up to `limit` events after `after`, in stream order (`(reservation_id, version)`, the order of the
+ * ledger's unique index, which each page seeks into). Read in pages, the ledger leaves the connection
+ * free between two of them for other reads (`replay --verify` reads the projection alongside); run
+ * them in one read transaction for one snapshot. Stepped as arrays, as `streamEvents`.
+ */
+export function readStreamPage({ db, raw }: EventSource, after: StreamCursor | null, limit: number): StoredEvent[] {
+  let select = db.selectFrom('reservation_events').select(EVENT_COLUMNS);
+  if (after !== null) {
+    select = select.where((eb) => eb(eb.refTuple('reservation_id', 'version'), '>', eb.tuple(after.reservationId, after.version)));
   }
+  const query = select.orderBy('reservation_id').orderBy('version').limit(limit).compile();
+  const rows = raw.prepare(query.sql).raw(true).all(...query.parameters) as unknown[][];
+  return rows.map(eventOfColumns);
+}
+
+/** An event from the array of EVENT_COLUMNS (rowToEvent, for raw rows). */
+function eventOfColumns(row: unknown[]): StoredEvent {
+  return {
+    position: row[0],
+    eventId: row[1],
+    reservationId: row[2],
+    runKey: row[3],
+    version: row[4],
+    type: row[5],
+    data: JSON.parse(row[6] as string),
+    recordedAt: row[7],
+    recordedAtMs: row[8],
+    actor: row[9],
+  } as StoredEvent;
 }
 
 /** The ledger's last position, 0 when empty. */

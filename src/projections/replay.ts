@@ -3,7 +3,8 @@ import type { Database } from '../db/schema.js';
 import type { Reservation, ReservationState } from '../events/index.js';
 import { evolve } from '../events/index.js';
 import type { EventSource } from '../events/store.js';
-import { lastPosition, streamEvents } from '../events/store.js';
+import type { StreamCursor } from '../events/store.js';
+import { lastPosition, readStreamPage, streamEvents } from '../events/store.js';
 import type { Progress } from '../progress.js';
 import { progress } from '../progress.js';
 import { stringifySorted } from '../json.js';
@@ -83,74 +84,126 @@ interface FoldCount {
   events: number;
 }
 
+/** Events read per page by the stream-by-stream fold (tests pass small pages, to cross page ends). */
+export const PAGE_EVENTS = 5000;
+
 /**
- * The state of each reservation after all its events, one reservation at a time, in reservation-id
- * order, cleaned ones included. Only one reservation is held at a time, whatever the ledger's length.
+ * The state of each reservation after all its events, in reservation-id order, cleaned ones included,
+ * a page at a time: each yielded array holds the reservations whose streams ended in the page just
+ * read (the last stream of a page may go on in the next). Memory holds one page, whatever the
+ * ledger's length, and the connection is free while the consumer handles a page.
  */
-async function* foldStreams(source: EventSource, count: FoldCount, report: Progress, total: number): AsyncGenerator<Reservation> {
+async function* foldStreamPages(
+  source: EventSource,
+  count: FoldCount,
+  report: Progress,
+  total: number,
+  pageEvents: number,
+): AsyncGenerator<Reservation[]> {
   let state: ReservationState = null;
-  for (const event of streamEvents(source, 'stream')) {
-    if (state !== null && state.reservationId !== event.reservationId) {
-      yield state;
-      state = null;
+  let after: StreamCursor | null = null;
+  for (;;) {
+    const page = readStreamPage(source, after, pageEvents);
+    const ended: Reservation[] = [];
+    for (const event of page) {
+      if (state !== null && state.reservationId !== event.reservationId) {
+        ended.push(state);
+        state = null;
+      }
+      state = evolve(state, event);
     }
-    state = evolve(state, event);
-    if (++count.events % REPORT_EVERY === 0) {
-      report.update(count.events, total);
-      await null; // let the progress line (a promise) be printed
+    count.events += page.length;
+    const last = page.at(-1);
+    if (last === undefined) {
+      if (state !== null) yield [state];
+      return;
     }
+    after = { reservationId: last.reservationId, version: last.version };
+    if (ended.length > 0) yield ended;
+    report.update(count.events, total);
+    await null; // let the progress line (a promise) be printed
   }
-  if (state !== null) yield state;
 }
 
 /**
- * Compare the projection with the fold of the whole ledger, column by column. The projection (the
- * live reservations) is read first; the ledger is then folded one reservation at a time, so memory
- * does not grow with history.
+ * Compare the projection with the fold of the whole ledger, column by column, in one read
+ * transaction (one snapshot of both). The ledger is folded a page at a time in reservation-id order;
+ * the projection rows of the same id range are read beside each page, so memory holds one page of
+ * each, however many reservations and events there are.
  */
 export async function verifyProjection(
   source: EventSource,
+  pageEvents = PAGE_EVENTS,
 ): Promise<{ verified: boolean; events: number; reservations: number; mismatches: Mismatch[] }> {
-  const rows = await source.db.selectFrom('reservations').selectAll().execute();
-  const unexplained = new Map(rows.map((row) => [row.reservation_id, row]));
   const mismatches: Mismatch[] = [];
   const count: FoldCount = { events: 0 };
+  let reservations = 0;
   const report = progress('verify', 'events');
+  const { raw } = source;
+  const own = !raw.inTransaction;
+  if (own) raw.exec('BEGIN');
   try {
     const total = await lastPosition(source.db); // the number of events, but for rolled-back positions
-    for await (const state of foldStreams(source, count, report, total)) {
-      const row = unexplained.get(state.reservationId);
-      unexplained.delete(state.reservationId);
-      if (state.cleaned) {
-        if (row !== undefined) {
-          mismatches.push({ reservation_id: row.reservation_id, run_key: row.run_key, field: 'row', projection: 'present', ledger: 'cleaned' });
-        }
-        continue;
+    // Rows with an id after `lower` and up to the page's last reservation: each row is read once.
+    let lower: string | null = null;
+    for await (const ended of foldStreamPages(source, count, report, total, pageEvents)) {
+      const upper = (ended.at(-1) as Reservation).reservationId;
+      const rows = await projectionRange(source.db, lower, upper);
+      reservations += rows.length;
+      compareRange(ended, rows, mismatches);
+      lower = upper;
+    }
+    // Rows after the last stream: no events at all.
+    const rows = await projectionRange(source.db, lower, null);
+    reservations += rows.length;
+    compareRange([], rows, mismatches);
+  } finally {
+    if (own && raw.inTransaction) raw.exec('COMMIT');
+    report.finish();
+  }
+  return { verified: mismatches.length === 0, events: count.events, reservations, mismatches };
+}
+
+/** Projection rows with `lower < reservation_id <= upper` (unbounded where null), in id order. */
+function projectionRange(db: Kysely<Database>, lower: string | null, upper: string | null): Promise<ReservationRow[]> {
+  let query = db.selectFrom('reservations').selectAll();
+  if (lower !== null) query = query.where('reservation_id', '>', lower);
+  if (upper !== null) query = query.where('reservation_id', '<=', upper);
+  return query.orderBy('reservation_id').execute() as Promise<ReservationRow[]>;
+}
+
+/** Compare folded reservations with the projection rows of the same id range. */
+function compareRange(folded: readonly Reservation[], rows: readonly ReservationRow[], mismatches: Mismatch[]): void {
+  const unexplained = new Map(rows.map((row) => [row.reservation_id, row]));
+  for (const state of folded) {
+    const row = unexplained.get(state.reservationId);
+    unexplained.delete(state.reservationId);
+    if (state.cleaned) {
+      if (row !== undefined) {
+        mismatches.push({ reservation_id: row.reservation_id, run_key: row.run_key, field: 'row', projection: 'present', ledger: 'cleaned' });
       }
-      if (row === undefined) {
-        mismatches.push({ reservation_id: state.reservationId, run_key: state.runKey, field: 'row', projection: 'missing', ledger: state.status });
-        continue;
-      }
-      const expected = reservationToRow(state) as ReservationRow;
-      for (const column of Object.keys(expected) as (keyof ReservationRow)[]) {
-        if (!sameValue(column, row[column], expected[column])) {
-          mismatches.push({
-            reservation_id: row.reservation_id,
-            run_key: row.run_key,
-            field: column,
-            projection: row[column],
-            ledger: expected[column],
-          });
-        }
+      continue;
+    }
+    if (row === undefined) {
+      mismatches.push({ reservation_id: state.reservationId, run_key: state.runKey, field: 'row', projection: 'missing', ledger: state.status });
+      continue;
+    }
+    const expected = reservationToRow(state) as ReservationRow;
+    for (const column of Object.keys(expected) as (keyof ReservationRow)[]) {
+      if (!sameValue(column, row[column], expected[column])) {
+        mismatches.push({
+          reservation_id: row.reservation_id,
+          run_key: row.run_key,
+          field: column,
+          projection: row[column],
+          ledger: expected[column],
+        });
       }
     }
-  } finally {
-    report.finish();
   }
   for (const row of unexplained.values()) {
     mismatches.push({ reservation_id: row.reservation_id, run_key: row.run_key, field: 'row', projection: 'present', ledger: 'no events' });
   }
-  return { verified: mismatches.length === 0, events: count.events, reservations: rows.length, mismatches };
 }
 
 function sameValue(column: string, actual: unknown, expected: unknown): boolean {
@@ -172,18 +225,24 @@ function sameValue(column: string, actual: unknown, expected: unknown): boolean 
 export async function rebuildProjection(
   tx: Kysely<Database>,
   raw: EventSource['raw'],
+  pageEvents = PAGE_EVENTS,
 ): Promise<{ events: number; reservations: number }> {
   const count: FoldCount = { events: 0 };
   const report = progress('rebuild', 'events');
-  const live: Reservation[] = [];
+  let reservations = 0;
   try {
     const total = await lastPosition(tx);
-    for await (const state of foldStreams({ db: tx, raw }, count, report, total)) if (!state.cleaned) live.push(state);
+    // The fold reads only events, so the old projection can go first; each page is written as it ends.
+    await tx.deleteFrom('reservations').execute();
+    for await (const ended of foldStreamPages({ db: tx, raw }, count, report, total, pageEvents)) {
+      for (const state of ended) {
+        if (state.cleaned) continue;
+        await writeProjection(tx, state);
+        reservations++;
+      }
+    }
   } finally {
     report.finish();
   }
-  // Written once the fold is done: the connection cannot write while it steps the events.
-  await tx.deleteFrom('reservations').execute();
-  for (const state of live) await writeProjection(tx, state);
-  return { events: count.events, reservations: live.length };
+  return { events: count.events, reservations };
 }
