@@ -215,6 +215,9 @@ export class Dispatcher {
       this.startsRunning--;
       this.waker.wake();
     }
+    // The woken loop fills the freed slot first (its claim and spawn run as promise jobs, before
+    // this macrotask): a burst larger than the slots waits for no write but its own claim.
+    await new Promise<void>((resolve) => setImmediate(resolve));
     if (!outcome.ok) outcome = await this.checkFailedStart(reservation, outcome);
     await this.record(reservation, outcome);
     await this.printNewEvents();

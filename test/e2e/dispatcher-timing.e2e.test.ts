@@ -83,6 +83,15 @@ describe('dispatcher timing', () => {
       expect(d.events('orchesjob_start_call').map((l) => l.run_key).sort()).toEqual(keys);
       const starts = startInvocations(sb).map((i) => i.ts_ms);
       expect(starts).toHaveLength(4);
+      if (args.length > 0) {
+        // One slot: a finished start's slot is filled before that start is recorded, so each next
+        // claim is in the ledger before the previous start's Dispatched.
+        const claims = d.events('orchesjob_start_call').sort((a, b) => Number(a.position) - Number(b.position));
+        const succeeded = new Map(d.events('dispatch_succeeded').map((l) => [l.run_key, Number(l.position)]));
+        for (let i = 1; i < claims.length; i++) {
+          expect(Number(claims[i]?.position)).toBeLessThan(succeeded.get(claims[i - 1]?.run_key) as number);
+        }
+      }
       return starts;
     };
 
