@@ -94,9 +94,10 @@ function trainCodeCache(dist) {
       encoding: 'utf8',
       timeout: 60_000,
     });
-    if (r.status !== expected) {
-      throw new Error(`build: code cache run "${args.join(' ')}" exited ${r.status}, expected ${expected}: ${r.stderr}`);
+    if (r.error !== undefined || r.status !== expected) {
+      throw new Error(`build: code cache run "${args.join(' ')}" exited ${r.status}, expected ${expected}: ${r.error ?? r.stderr}`);
     }
+    return r.stdout;
   };
   try {
     cli(['list', '--db', db], 0, {}); // create and migrate the database, outside the training
@@ -113,7 +114,11 @@ function trainCodeCache(dist) {
     const orchesjob = join(scratch, 'orchesjob');
     writeFileSync(orchesjob, `#!/bin/sh\nprintf '{"job_id":"build-%s"}\\n' "$$"\nkill -TERM "$PPID"\n`, { mode: 0o755 });
     cli(['reserve', '--db', db, '--run-key', 'build-run', '--', '/bin/true'], 0, {});
-    cli(['run', '--db', db, '--orchesjob-bin', orchesjob, '--poll-interval', '0.2'], 0);
+    const lines = cli(['run', '--db', db, '--orchesjob-bin', orchesjob, '--poll-interval', '0.2'], 0);
+    // Trained on the path that matters: the start succeeded (not a failed start, then the timeout).
+    if (!/"event":"dispatch_succeeded".*"job_id":"build-/.test(lines)) {
+      throw new Error(`build: the code cache run of "run" did not dispatch through ${orchesjob}:\n${lines}`);
+    }
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }

@@ -37,41 +37,59 @@ async function switchToWal({ raw, path }: Ledger): Promise<void> {
  * Adopting a Python-tool database writes most of the file anew. Through the WAL every page of it is
  * written twice (to the WAL, then by the checkpoint), so when this process has the file to itself the
  * import runs with a rollback journal, which writes new pages once, and the file returns to WAL
- * after. Only then is `user_version` set: a current `user_version` always means WAL mode, even if this
- * process dies in between (the next one to open the file finishes the switch).
+ * after, whatever happened. `user_version` is set only once the file is back in WAL mode, so that a
+ * process killed in between leaves a file the next one to open it finishes (a current `user_version`
+ * means WAL mode; only a kill in the instant between leaving WAL and the re-check below could break
+ * that).
  */
 export async function migrate(ledger: Ledger): Promise<void> {
-  const { raw, path } = ledger;
+  const { raw } = ledger;
   const all = migrations(raw);
   if (Object.keys(all).length !== SCHEMA_VERSION) {
     throw new Error(`migrations/version.ts says ${SCHEMA_VERSION} migrations, migrations/index.ts has ${Object.keys(all).length}`);
   }
   const bulk = (await pythonRowsToAdopt(ledger)) && leaveWal(raw);
-  if (!bulk) await switchToWal(ledger);
+  if (!bulk) {
+    await switchToWal(ledger);
+    await migrateInTransaction(ledger, all, true);
+    return;
+  }
+  try {
+    // The adoption was decided on a read taken before leaving WAL: another process may have finished
+    // it meanwhile (and closed the file, or leaving WAL would have failed). Then there is nothing to do.
+    if (userVersion(raw) !== SCHEMA_VERSION) await migrateInTransaction(ledger, all, false);
+  } finally {
+    await switchToWal(ledger); // also after a failed migration: the file is left in the mode it had
+  }
+  await immediate(raw, async () => {
+    raw.pragma(`user_version = ${SCHEMA_VERSION}`);
+  });
+}
+
+async function migrateInTransaction(ledger: Ledger, all: ReturnType<typeof migrations>, setVersion: boolean): Promise<void> {
+  const { raw, path } = ledger;
   // A migration may write a whole adopted database in one transaction: with SQLite's default 2 MB
   // page cache its index pages would spill to disk again and again.
   const cacheSize = raw.pragma('cache_size', { simple: true }) as number;
   raw.pragma('cache_size = -131072'); // 128 MiB, for this transaction only
   try {
     await immediate(raw, async () => {
-      if ((raw.pragma('user_version', { simple: true }) as number) === SCHEMA_VERSION) return;
+      if (userVersion(raw) === SCHEMA_VERSION) return;
       const migrator = new Migrator({ db: ledger.db, provider: { getMigrations: async () => all } });
       const { error, results } = await migrator.migrateToLatest();
       if (error !== undefined) {
         const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
         throw new ReserverError('GENERAL', `migration ${failed} of ${path} failed: ${messageOf(error)}`);
       }
-      if (!bulk) raw.pragma(`user_version = ${SCHEMA_VERSION}`);
+      if (setVersion) raw.pragma(`user_version = ${SCHEMA_VERSION}`);
     });
   } finally {
     raw.pragma(`cache_size = ${cacheSize}`);
   }
-  if (bulk) {
-    await switchToWal(ledger);
-    await immediate(raw, async () => {
-      raw.pragma(`user_version = ${SCHEMA_VERSION}`);
-    });
-  }
+}
+
+function userVersion(raw: Ledger['raw']): number {
+  return raw.pragma('user_version', { simple: true }) as number;
 }
 
 /** `fn` inside `BEGIN IMMEDIATE`, committed, or rolled back if it throws. */
@@ -102,6 +120,9 @@ async function pythonRowsToAdopt({ db }: Ledger): Promise<boolean> {
 /**
  * Rollback-journal mode for an import, if this connection can have it: leaving WAL needs the file to
  * itself. With another process in the file, the import runs in WAL as usual (slower, same result).
+ * A file already in rollback mode (another process's import under way, or one that died) answers
+ * `delete` without that test; the `user_version` checks and the one migration transaction keep
+ * that harmless: the rows are adopted once.
  */
 function leaveWal(raw: Ledger['raw']): boolean {
   try {

@@ -215,8 +215,9 @@ export class Dispatcher {
       this.startsRunning--;
       this.waker.wake();
     }
-    // The woken loop fills the freed slot first (its claim and spawn run as promise jobs, before
-    // this macrotask): a burst larger than the slots waits for no write but its own claim.
+    // Let the woken loop fill the freed slot first: when it was asleep and has no orchesjob lookup
+    // to make, its claim and spawn run as promise jobs, before this macrotask. A burst larger than
+    // the slots then waits for no write but its own claim; this start is recorded right after.
     await new Promise<void>((resolve) => setImmediate(resolve));
     if (!outcome.ok) outcome = await this.checkFailedStart(reservation, outcome);
     await this.record(reservation, outcome);

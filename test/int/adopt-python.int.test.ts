@@ -192,6 +192,23 @@ describe('adopting a database written by the Python tool', () => {
       expect(pragmas(path)).toEqual({ journal: 'wal', version: SCHEMA_VERSION });
     });
 
+    it('leaves the file as it was, in WAL mode, when the adoption fails', async () => {
+      const { path } = pythonDb(50);
+      const bad = new Database(path);
+      bad.prepare(`UPDATE reservations SET reservation_status = 'PAUSED' WHERE run_key = 'py-extra-40'`).run();
+      bad.close();
+      const before = pythonRows(path);
+      await expect(openLedger(path)).rejects.toThrow(/unknown status "PAUSED"/);
+      expect(pragmas(path)).toEqual({ journal: 'wal', version: 0 });
+      expect(pythonRows(path)).toEqual(before);
+      const file = new Database(path, { readonly: true });
+      try {
+        expect(file.prepare(`SELECT name FROM sqlite_schema WHERE name = 'reservation_events'`).all()).toEqual([]);
+      } finally {
+        file.close();
+      }
+    });
+
     it('finishes the switch back to WAL when the importing process died before it (user_version not yet set)', async () => {
       const { path } = pythonDb(20);
       await (await openLedger(path)).close();
