@@ -16,6 +16,9 @@ import { findJobStartedSince, recoverStaleClaims } from './recovery.js';
 import type { StartOutcome } from './start.js';
 import { runStart, startArgv } from './start.js';
 
+/** The start-up check's child gets at most this long (or `--start-timeout`, when shorter). */
+const CHILD_CHECK_TIMEOUT_MS = 10_000;
+
 export interface DispatcherOptions {
   readonly ledger: Ledger;
   /** The database path as given, for `reserver_started`. */
@@ -95,6 +98,7 @@ export class Dispatcher {
       ),
     );
     await this.recover();
+    await this.checkChildStart();
     this.waker.watch();
     try {
       while (!this.stopping) {
@@ -203,6 +207,22 @@ export class Dispatcher {
       this.reportError(error);
     }
     await this.printNewEvents();
+  }
+
+  /**
+   * Before the first claim, start one child as orchesjob is started (`runStart`: its own process group,
+   * piped output, exit and close): `node --version`, whose output is dropped. A dispatcher that cannot
+   * start a child says so now, not when the first reservation is due. And the first start of a process
+   * is its slowest: V8 compiles and tunes the spawn, pipe and exit code on first use, about 10 ms that
+   * would otherwise delay a burst due right after a (re)start (docs/performance.md, firing lag).
+   */
+  private async checkChildStart(): Promise<void> {
+    const argv = [process.execPath, '--version'];
+    const outcome = await runStart(argv, Math.min(this.opts.startTimeoutMs, CHILD_CHECK_TIMEOUT_MS));
+    // `node --version` prints no JSON, so its outcome is never ok; exitCode null means it did not run.
+    if (!outcome.ok && outcome.exitCode === null) {
+      this.reportError(new Error(`start-up check: cannot start a child process (${argv.join(' ')}): ${outcome.error}`));
+    }
   }
 
   private async dispatch(reservation: Reservation, argv: string[]): Promise<void> {
