@@ -202,7 +202,9 @@ export async function main(): Promise<void> {
     const dflt = await startsPerSecond(count, null, startSeconds);
     console.log(`${label}:`);
     console.log(`  starts/s, --max-concurrent-starts 1:      ${fmt(one)}`);
-    console.log(`  starts/s, default (4):                    ${fmt(dflt)}   ratio ${fmt(dflt / one)}x   target >= 3x`);
+    // The target is for a real orchesjob's start time; with an instant one, the dispatcher's own work is the limit.
+    const target = startSeconds === 0 ? '(no target)' : 'target >= 3x';
+    console.log(`  starts/s, default (4):                    ${fmt(dflt)}   ratio ${fmt(dflt / one)}x   ${target}`);
   }
   for (const [label, extra] of [
     ['default (4)', []],
