@@ -16,7 +16,7 @@ import { findJobStartedSince, recoverStaleClaims } from './recovery.js';
 import type { StartOutcome } from './start.js';
 import { runStart, startArgv } from './start.js';
 
-/** The start-up check's child gets at most this long (or `--start-timeout`, when shorter). */
+/** How long the start-up check's child may take (`node --version` takes milliseconds). */
 const CHILD_CHECK_TIMEOUT_MS = 10_000;
 
 export interface DispatcherOptions {
@@ -218,8 +218,9 @@ export class Dispatcher {
    */
   private async checkChildStart(): Promise<void> {
     const argv = [process.execPath, '--version'];
-    const outcome = await runStart(argv, Math.min(this.opts.startTimeoutMs, CHILD_CHECK_TIMEOUT_MS));
-    // `node --version` prints no JSON, so its outcome is never ok; exitCode null means it did not run.
+    const outcome = await runStart(argv, CHILD_CHECK_TIMEOUT_MS);
+    // `node --version` prints no JSON, so its outcome is never ok; no exit code means it could not be
+    // started (runStart's message, written for orchesjob, carries the reason) or was killed.
     if (!outcome.ok && outcome.exitCode === null) {
       this.reportError(new Error(`start-up check: cannot start a child process (${argv.join(' ')}): ${outcome.error}`));
     }
