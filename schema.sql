@@ -12,6 +12,9 @@ CREATE INDEX "idx_reservation_events_run_key" on "reservation_events" ("run_key"
 
 CREATE INDEX "idx_reservations_created_at" on "reservations" ("created_at", "reservation_id");
 
+CREATE INDEX idx_reservations_due
+      ON reservations (reservation_status, MAX(COALESCE(not_before, created_at), COALESCE(retry_at, 0)));
+
 CREATE INDEX "idx_reservations_job_id" on "reservations" ("job_id");
 
 CREATE INDEX idx_reservations_ready

@@ -3,6 +3,7 @@ import type { Migration } from 'kysely';
 import { ledger } from './0001_ledger.js';
 import { adoptPythonRows } from './0002_adopt_python_rows.js';
 import { retries } from './0003_retries.js';
+import { dueIndex } from './0004_due_index.js';
 
 /**
  * Every migration, in order, registered statically: the CLI is bundled and never scans a folder.
@@ -17,6 +18,7 @@ export function migrations(native: NativeDatabase): Readonly<Record<string, Migr
     '0001_ledger': ledger,
     '0002_adopt_python_rows': adoptPythonRows(native),
     '0003_retries': retries,
+    '0004_due_index': dueIndex,
   };
 }
 

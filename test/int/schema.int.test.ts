@@ -5,6 +5,7 @@ import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SCHEMA_VERSION } from '../../migrations/index.js';
 import { openLedger } from '../../src/db/open.js';
+import { nextDueAt, nextDueQueries } from '../../src/projections/reservations.js';
 
 const SCHEMA_FILE = new URL('../../schema.sql', import.meta.url);
 
@@ -82,6 +83,66 @@ describe('schema', () => {
     expect(rows).toHaveLength(SCHEMA_VERSION);
     await ledger.close();
     expect(readFileSync(path).equals(before)).toBe(true);
+  });
+});
+
+describe("the dispatcher's next due time", () => {
+  it('is read from the first entry of an index, not from every waiting row', async () => {
+    const ledger = await openLedger(tempDb());
+    try {
+      const queries = nextDueQueries(ledger.db);
+      const plan = (query: (typeof queries)['due']) => {
+        const { sql, parameters } = query.compile();
+        return (ledger.raw.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...parameters) as { detail: string }[]).map((r) => r.detail);
+      };
+      // One SEARCH each (a MIN over an index prefix reads its first entry); a SCAN or a second step
+      // would mean reading every waiting row.
+      expect(plan(queries.due)).toEqual(['SEARCH reservations USING COVERING INDEX idx_reservations_due (reservation_status=?)']);
+      expect(plan(queries.expiry)).toEqual([
+        'SEARCH reservations USING COVERING INDEX idx_reservations_status_expires_at (reservation_status=? AND expires_at>?)',
+      ]);
+    } finally {
+      await ledger.close();
+    }
+  });
+
+  it('is the earliest due time or expiry among RESERVED rows, a pending retry counting from its retry_at', async () => {
+    const ledger = await openLedger(tempDb());
+    try {
+      expect(await nextDueAt(ledger.db)).toBeNull();
+      const insert = ledger.raw.prepare(
+        `INSERT INTO reservations (reservation_id, run_key, command_json, reservation_status, not_before, expires_at,
+                                   created_at, updated_at, retry_at)
+         VALUES (?, ?, '[]', ?, ?, ?, ?, ?, ?)`,
+      );
+      // [status, not_before, expires_at, created_at, retry_at]
+      const rows: [string, number | null, number | null, number, number | null][] = [
+        ['DISPATCHED', null, null, 100, null], // not waiting: ignored
+        ['RESERVED', 900, null, 200, null],
+        ['RESERVED', 500, null, 300, 800], // a retry: due at 800, not 500
+        ['RESERVED', null, null, 700, 650], // retry_at before created_at: due at 700
+        ['CANCELLED', null, 50, 60, null], // not waiting: ignored
+      ];
+      const due = () => {
+        const waiting = rows.filter(([status]) => status === 'RESERVED');
+        const times = [
+          ...waiting.map(([, notBefore, , createdAt, retryAt]) => Math.max(notBefore ?? createdAt, retryAt ?? 0)),
+          ...waiting.flatMap(([, , expiresAt]) => (expiresAt === null ? [] : [expiresAt])),
+        ];
+        return Math.min(...times);
+      };
+      rows.forEach(([status, notBefore, expiresAt, createdAt, retryAt], i) =>
+        insert.run(`r${i}`, `k${i}`, status, notBefore, expiresAt, createdAt, createdAt, retryAt),
+      );
+      expect(await nextDueAt(ledger.db)).toBe(700);
+      expect(due()).toBe(700);
+      rows.push(['RESERVED', 2000, 690, 400, null]); // expires before anything is due
+      insert.run('r5', 'k5', 'RESERVED', 2000, 690, 400, 400, null);
+      expect(await nextDueAt(ledger.db)).toBe(690);
+      expect(due()).toBe(690);
+    } finally {
+      await ledger.close();
+    }
   });
 });
 
