@@ -7,7 +7,7 @@
  *   --all` (one terminal reservation), spawned 10 times each, interleaved with `node -e ''` and with
  *   the other sizes, each on a work copy of the cached ledger;
  * - start-up, the target's way: 21 rounds of `node -e ''`, `reserve` (a new run key) and `status`, side by
- *   side on the empty ledger, medians (the start-up targets are judged on these);
+ *   side on the empty ledger; the start-up targets are judged on the median of the per-round ratios;
  * - `replay --verify` once;
  * - an idle `run`: CPU over 20 s (utime + stime from /proc/<pid>/stat) and resident memory (VmRSS);
  * then adopting a Python-tool database of 300,000 rows (test/support/make-python-db.py), and the
@@ -324,10 +324,18 @@ export async function main(args: string[] = []): Promise<void> {
     startup.reserve.push(timed([CLI, 'reserve', '--db', empty, '--run-key', startupKey(i), '--', '/bin/true']).ms);
     startup.status.push(timed([CLI, 'status', '--db', empty, '--run-key', 'bench-status']).ms);
   }
-  const startupRatio = (c: 'reserve' | 'status') => median(startup[c]) / median(startup.node);
-  console.log(`\nstart-up, side by side on the empty ledger: median of ${startupRounds} rounds of node -e '', reserve, status`);
-  console.log(`  node -e '' ${f1(median(startup.node))} ms   reserve ${f1(median(startup.reserve))} ms = ${startupRatio('reserve').toFixed(2)}x   status ${f1(median(startup.status))} ms = ${startupRatio('status').toFixed(2)}x   target <= 1.30x`);
-  results['startup'] = { rounds: startupRounds, ...startup };
+  // Judged on the median of each round's ratio (the command against the node -e '' just before it):
+  // node's own time here jumps between about 90 and 140 ms from one minute to the next, and a ratio
+  // of the two medians then compares samples taken in different modes.
+  const startupRatio = (c: 'reserve' | 'status') => median(startup[c].map((ms, i) => ms / (startup.node[i] as number)));
+  const ofMedians = (c: 'reserve' | 'status') => median(startup[c]) / median(startup.node);
+  console.log(`\nstart-up, side by side on the empty ledger: ${startupRounds} rounds of node -e '', reserve, status; median of the per-round ratios (ratio of the medians)`);
+  console.log(
+    `  node -e '' ${f1(median(startup.node))} ms   reserve ${f1(median(startup.reserve))} ms: ${startupRatio('reserve').toFixed(2)}x (${ofMedians('reserve').toFixed(2)}x)` +
+      `   status ${f1(median(startup.status))} ms: ${startupRatio('status').toFixed(2)}x (${ofMedians('status').toFixed(2)}x)   target <= 1.30x`,
+  );
+  console.log(`  node -e '' all: ${startup.node.map(f0).join(' ')}`);
+  results['startup'] = { rounds: startupRounds, ...startup, ratio: { reserve: startupRatio('reserve'), status: startupRatio('status') } };
   {
     const ledger = await openLedger(empty);
     try {
@@ -466,7 +474,7 @@ export async function main(args: string[] = []): Promise<void> {
   lines.push([`node -e '' (start-up rounds)`, `${f1(median(startup.node))} ms`, '', null]);
   for (const c of ['reserve', 'status'] as const) {
     const ratio = startupRatio(c);
-    lines.push([`${c} start-up, empty ledger`, `${f1(median(startup[c]))} ms = ${ratio.toFixed(2)}x node`, '<= 1.30x', ratio <= 1.3]);
+    lines.push([`${c} start-up, empty ledger`, `${ratio.toFixed(2)}x node (per round)`, '<= 1.30x', ratio <= 1.3]);
   }
   for (const c of COMMANDS) {
     const ratio = med(c, big) / med(c, 0);
