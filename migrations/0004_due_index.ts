@@ -5,7 +5,8 @@ import { sql } from 'kysely';
  * When the next RESERVED reservation becomes due (`nextDueAt` in src/projections/reservations.ts),
  * read from an index instead of every waiting row: the dispatcher asks at every wake, and with a few
  * hundred reservations waiting (the 1M-event bench ledger has 569) scanning them cost 0.4-5 ms a
- * wake. The indexed expression is the query's own, character for character, so SQLite can use it.
+ * wake. The indexed expression is the query's own (SQLite uses an expression index only for the same
+ * expression), and the read takes the index's first entry for RESERVED.
  */
 export const dueIndex: Migration = {
   async up(db: Kysely<unknown>): Promise<void> {

@@ -1,3 +1,4 @@
+import type { ChildProcess } from 'node:child_process';
 import { ReserverError } from './errors.js';
 import { writeStdout } from './output.js';
 
@@ -18,12 +19,7 @@ export async function callOrchesjob(bin: string, args: readonly string[]): Promi
   // Loaded here: child_process brings streams and sockets, which `status` without a job never needs.
   const { spawn } = await import('node:child_process');
   return new Promise((resolve, reject) => {
-    const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
-    child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
-    child.on('error', (error: NodeJS.ErrnoException) => {
+    const cannotRun = (error: NodeJS.ErrnoException) =>
       reject(
         new ReserverError(
           'GENERAL',
@@ -32,7 +28,24 @@ export async function callOrchesjob(bin: string, args: readonly string[]): Promi
             : `cannot run orchesjob (${bin}): ${error.message}`,
         ),
       );
-    });
+    // As in src/dispatcher/start.ts: a failed spawn throws, or emits 'error' on the next tick and may
+    // leave the child without pipes (EMFILE, ENFILE). The listener comes first, so neither is missed.
+    let child: ChildProcess;
+    try {
+      child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    } catch (error) {
+      cannotRun(error as NodeJS.ErrnoException);
+      return;
+    }
+    child.on('error', cannotRun);
+    if (!child.stdout || !child.stderr) {
+      setImmediate(() => cannotRun(new Error('spawn failed: no pipes to the child (too many open files?)')));
+      return;
+    }
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
+    child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
     child.on('close', (code, signal) => {
       resolve({
         code,

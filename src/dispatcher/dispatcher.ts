@@ -213,16 +213,21 @@ export class Dispatcher {
    * Before the first claim, start one child as orchesjob is started (`runStart`: its own process group,
    * piped output, exit and close): `node --version`, whose output is dropped. A dispatcher that cannot
    * start a child says so now, not when the first reservation is due. And the first start of a process
-   * is its slowest: V8 compiles and tunes the spawn, pipe and exit code on first use, about 10 ms that
-   * would otherwise delay a burst due right after a (re)start (docs/performance.md, firing lag).
+   * is its slowest: V8 compiles and tunes the spawn, pipe and exit code on first use, which delayed the
+   * first dispatch after a (re)start by about 6 ms in the median (docs/performance.md, firing lag).
+   * Reservations already due at start wait for the check, a few milliseconds.
    */
   private async checkChildStart(): Promise<void> {
     const argv = [process.execPath, '--version'];
-    const outcome = await runStart(argv, CHILD_CHECK_TIMEOUT_MS);
-    // `node --version` prints no JSON, so its outcome is never ok; no exit code means it could not be
-    // started (runStart's message, written for orchesjob, carries the reason) or was killed.
-    if (!outcome.ok && outcome.exitCode === null) {
-      this.reportError(new Error(`start-up check: cannot start a child process (${argv.join(' ')}): ${outcome.error}`));
+    try {
+      const outcome = await runStart(argv, CHILD_CHECK_TIMEOUT_MS);
+      // `node --version` prints no JSON, so its outcome is never ok; no exit code means it could not
+      // be started (runStart's message, written for orchesjob, carries the reason) or was killed.
+      if (!outcome.ok && outcome.exitCode === null) {
+        this.reportError(new Error(`start-up check: cannot start a child process (${argv.join(' ')}): ${outcome.error}`));
+      }
+    } catch (error) {
+      this.reportError(new Error(`start-up check: cannot start a child process (${argv.join(' ')}): ${messageOf(error)}`));
     }
   }
 

@@ -1,3 +1,4 @@
+import type { ChildProcess } from 'node:child_process';
 import { spawn } from 'node:child_process';
 import type { Reservation } from '../events/index.js';
 import { shellJoin } from '../orchesjob.js';
@@ -29,30 +30,42 @@ export function runStart(argv: readonly string[], timeoutMs: number): Promise<St
   const [bin, ...args] = argv as [string, ...string[]];
   return new Promise((resolve) => {
     let settled = false;
+    let timer: NodeJS.Timeout | undefined;
     const finish = (outcome: StartOutcome) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       resolve(outcome);
     };
-    const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    const stdout = capture(child.stdout);
-    const stderr = capture(child.stderr);
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      killGroup(child.pid);
-    }, timeoutMs);
-    child.on('error', (error: NodeJS.ErrnoException) => {
+    const cannotRun = (error: NodeJS.ErrnoException) =>
       finish({
         ok: false,
         exitCode: null,
         error:
-          error.code === 'ENOENT'
-            ? `orchesjob executable not found: ${bin}`
-            : `cannot run orchesjob (${bin}): ${error.message}`,
+          error.code === 'ENOENT' ? `orchesjob executable not found: ${bin}` : `cannot run orchesjob (${bin}): ${error.message}`,
       });
-    });
+    // Node reports some spawn failures as an 'error' event on the next tick (ENOENT, EACCES, EAGAIN,
+    // and EMFILE and ENFILE, which leave the child without pipes) and throws the others (ENOMEM...):
+    // all end here, with the reason when Node gives one.
+    let child: ChildProcess;
+    try {
+      child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    } catch (error) {
+      cannotRun(error as NodeJS.ErrnoException);
+      return;
+    }
+    child.on('error', cannotRun);
+    if (!child.stdout || !child.stderr) {
+      setImmediate(() => cannotRun(new Error('spawn failed: no pipes to the child (too many open files?)')));
+      return;
+    }
+    const stdout = capture(child.stdout);
+    const stderr = capture(child.stderr);
+    let timedOut = false;
+    timer = setTimeout(() => {
+      timedOut = true;
+      killGroup(child.pid);
+    }, timeoutMs);
     // 'close' waits for the pipes; a grandchild that kept them open must not hold the dispatch
     // forever, so after 'exit' the output is taken as it is after a short grace.
     const settle = (code: number | null, signal: NodeJS.Signals | null) => {

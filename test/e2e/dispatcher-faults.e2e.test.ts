@@ -2,14 +2,20 @@
  * Dispatcher end to end: failed starts (the stand-in's faults.json), the orchesjob argv with global and
  * per-reservation start options, and bad `run` flags.
  */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
   cli,
+  CLI,
   cliOk,
+  DispatcherProcess,
+  envFor,
   expectWellFormed,
   ledgerEvents,
   reserve,
   sandbox,
+  sleep,
   STANDIN,
   startDispatcher,
   startInvocations,
@@ -113,5 +119,45 @@ describe('dispatcher: bad flags', () => {
     expect(Object.keys(doc)).toEqual(['error']);
     expect(doc['error']).toContain(flag);
     expect(startInvocations(sb)).toEqual([]);
+  });
+});
+
+const PRLIMIT = ['/usr/bin/prlimit', '/bin/prlimit'].find((p) => existsSync(p)) ?? null;
+
+describe.skipIf(PRLIMIT === null)('dispatcher: too few file descriptors (prlimit --nofile)', () => {
+  it('reports it at start, records each start that cannot be spawned as DISPATCH_FAILED, and keeps running', async () => {
+    const sb = sandbox();
+    await cliOk(sb, ['list', '--db', sb.db]); // the file exists before any dispatcher opens it
+    // How many descriptors Node, SQLite and the file watcher hold depends on the Node build: lower the
+    // limit until the start-up check can no longer start a child (below that, the database cannot be
+    // opened and `run` exits 1).
+    let d: DispatcherProcess | null = null;
+    for (let limit = 40; limit >= 12 && d === null; limit -= 2) {
+      const full = ['run', '--db', sb.db, '--orchesjob-bin', STANDIN];
+      const child = spawn(PRLIMIT as string, [`--nofile=${limit}:${limit}`, process.execPath, CLI, ...full], {
+        env: envFor(sb),
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      const candidate = new DispatcherProcess(child, full);
+      const started = candidate.waitForLine((l) => l.event === 'reserver_started', 10_000).then(() => true);
+      if (!(await Promise.race([started, candidate.exited.then(() => false)]))) continue; // could not even start
+      await sleep(300); // the check runs right after reserver_started
+      if (candidate.stderr.includes('start-up check')) d = candidate;
+      else expect(await candidate.stop()).toEqual({ code: 0, signal: null });
+    }
+    expect(d, 'no limit made the start-up check fail').not.toBeNull();
+    const dispatcher = d as DispatcherProcess;
+    const [checkLine] = dispatcher.stderr.trim().split('\n').map((l) => JSON.parse(l) as { event: string; error: string });
+    expect(checkLine?.event).toBe('dispatcher_error');
+    expect(checkLine?.error).toMatch(/^start-up check: cannot start a child process \(.*--version\): .*(EMFILE|no pipes)/);
+
+    await reserve(sb, 'no-fd', ['echo', 'no-fd']);
+    const [failed] = await dispatcher.waitForCount((l) => l.event === 'dispatch_failed', 1, 8000);
+    expect(failed?.error).toMatch(/cannot run orchesjob .*(EMFILE|no pipes)/);
+    expect((await status(sb, 'no-fd')).reservation_status).toBe('DISPATCH_FAILED');
+    expect(dispatcher.running).toBe(true);
+    expect(await dispatcher.stop()).toEqual({ code: 0, signal: null });
+    expect(dispatcher.events('reserver_stopped')).toHaveLength(1);
+    expectWellFormed(dispatcher);
   });
 });

@@ -95,12 +95,15 @@ describe("the dispatcher's next due time", () => {
         const { sql, parameters } = query.compile();
         return (ledger.raw.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...parameters) as { detail: string }[]).map((r) => r.detail);
       };
-      // One SEARCH each (a MIN over an index prefix reads its first entry); a SCAN or a second step
-      // would mean reading every waiting row.
-      expect(plan(queries.due)).toEqual(['SEARCH reservations USING COVERING INDEX idx_reservations_due (reservation_status=?)']);
-      expect(plan(queries.expiry)).toEqual([
-        'SEARCH reservations USING COVERING INDEX idx_reservations_status_expires_at (reservation_status=? AND expires_at>?)',
-      ]);
+      // One SEARCH each on the right index (a MIN over an index prefix reads its first entry); a SCAN,
+      // another index or a second step would mean reading every waiting row. (SQLite versions differ
+      // on saying COVERING.)
+      expect(plan(queries.due)).toHaveLength(1);
+      expect(plan(queries.due)[0]).toMatch(/^SEARCH reservations USING (COVERING )?INDEX idx_reservations_due \(reservation_status=\?\)$/);
+      expect(plan(queries.expiry)).toHaveLength(1);
+      expect(plan(queries.expiry)[0]).toMatch(
+        /^SEARCH reservations USING (COVERING )?INDEX idx_reservations_status_expires_at \(reservation_status=\? AND expires_at>\?\)$/,
+      );
     } finally {
       await ledger.close();
     }
