@@ -1,4 +1,5 @@
-import type { ChildProcess } from 'node:child_process';
+import type { ChildProcess, SpawnOptions } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { ReserverError } from './errors.js';
 import { writeStdout } from './output.js';
 
@@ -28,20 +29,8 @@ export async function callOrchesjob(bin: string, args: readonly string[]): Promi
             : `cannot run orchesjob (${bin}): ${error.message}`,
         ),
       );
-    // As in src/dispatcher/start.ts: a failed spawn throws, or emits 'error' on the next tick and may
-    // leave the child without pipes (EMFILE, ENFILE). The listener comes first, so neither is missed.
-    let child: ChildProcess;
-    try {
-      child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    } catch (error) {
-      cannotRun(error as NodeJS.ErrnoException);
-      return;
-    }
-    child.on('error', cannotRun);
-    if (!child.stdout || !child.stderr) {
-      setImmediate(() => cannotRun(new Error('spawn failed: no pipes to the child (too many open files?)')));
-      return;
-    }
+    const child = spawnPiped(spawn, bin, args, {}, cannotRun);
+    if (child === null) return;
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
@@ -55,6 +44,39 @@ export async function callOrchesjob(bin: string, args: readonly string[]): Promi
       });
     });
   });
+}
+
+/** A child whose stdout and stderr are pipes. */
+export type PipedChild = ChildProcess & { readonly stdout: Readable; readonly stderr: Readable };
+
+/**
+ * Spawn `bin args...` with stdin ignored and stdout and stderr piped; null when it did not start, after
+ * `cannotRun` was called (or will be, on the next tick) with the reason. Node reports some spawn
+ * failures as an 'error' event on the next tick (ENOENT, EACCES, EAGAIN, and EMFILE and ENFILE, which
+ * leave the child without pipes) and throws the others (ENOMEM...); the listener is attached before
+ * anything else, so none is missed and none goes unhandled. `spawnFn` is `node:child_process`'s
+ * `spawn`, passed in so that this module does not load it (see `callOrchesjob`).
+ */
+export function spawnPiped(
+  spawnFn: typeof import('node:child_process').spawn,
+  bin: string,
+  args: readonly string[],
+  options: Omit<SpawnOptions, 'stdio'>,
+  cannotRun: (error: NodeJS.ErrnoException) => void,
+): PipedChild | null {
+  let child: ChildProcess;
+  try {
+    child = spawnFn(bin, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (error) {
+    cannotRun(error as NodeJS.ErrnoException);
+    return null;
+  }
+  child.on('error', cannotRun);
+  if (!child.stdout || !child.stderr) {
+    setImmediate(() => cannotRun(new Error('spawn failed: no pipes to the child (too many open files?)')));
+    return null;
+  }
+  return child as PipedChild;
 }
 
 /**

@@ -1,7 +1,6 @@
-import type { ChildProcess } from 'node:child_process';
 import { spawn } from 'node:child_process';
 import type { Reservation } from '../events/index.js';
-import { shellJoin } from '../orchesjob.js';
+import { shellJoin, spawnPiped } from '../orchesjob.js';
 
 /** The argv of one dispatch: `orchesjob start --run-key K <global...> <reservation...> -- CMD...`. */
 export function startArgv(bin: string, globalOptions: readonly string[], r: Reservation): string[] {
@@ -44,21 +43,8 @@ export function runStart(argv: readonly string[], timeoutMs: number): Promise<St
         error:
           error.code === 'ENOENT' ? `orchesjob executable not found: ${bin}` : `cannot run orchesjob (${bin}): ${error.message}`,
       });
-    // Node reports some spawn failures as an 'error' event on the next tick (ENOENT, EACCES, EAGAIN,
-    // and EMFILE and ENFILE, which leave the child without pipes) and throws the others (ENOMEM...):
-    // all end here, with the reason when Node gives one.
-    let child: ChildProcess;
-    try {
-      child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    } catch (error) {
-      cannotRun(error as NodeJS.ErrnoException);
-      return;
-    }
-    child.on('error', cannotRun);
-    if (!child.stdout || !child.stderr) {
-      setImmediate(() => cannotRun(new Error('spawn failed: no pipes to the child (too many open files?)')));
-      return;
-    }
+    const child = spawnPiped(spawn, bin, args, { detached: true }, cannotRun);
+    if (child === null) return;
     const stdout = capture(child.stdout);
     const stderr = capture(child.stderr);
     let timedOut = false;
