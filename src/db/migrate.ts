@@ -1,8 +1,9 @@
+import { dirname } from 'node:path';
 import { Migrator, sql } from 'kysely';
 import { migrations, SCHEMA_VERSION } from '../../migrations/index.js';
 import { ReserverError } from '../errors.js';
 import type { Ledger } from './open.js';
-import { BUSY_TIMEOUT_MS, messageOf } from './open.js';
+import { BUSY_TIMEOUT_MS, messageOf, syncFolder } from './open.js';
 
 /**
  * WAL mode, set once per file (it persists). Changing the journal mode needs the file to itself and
@@ -48,7 +49,7 @@ export async function migrate(ledger: Ledger): Promise<void> {
   if (Object.keys(all).length !== SCHEMA_VERSION) {
     throw new Error(`migrations/version.ts says ${SCHEMA_VERSION} migrations, migrations/index.ts has ${Object.keys(all).length}`);
   }
-  const bulk = (await pythonRowsToAdopt(ledger)) && leaveWal(raw);
+  const bulk = (await pythonRowsToAdopt(ledger)) && leaveWal(ledger);
   if (!bulk) {
     await switchToWal(ledger);
     await migrateInTransaction(ledger, all, true);
@@ -124,9 +125,14 @@ async function pythonRowsToAdopt({ db }: Ledger): Promise<boolean> {
  * `delete` without that test; the `user_version` checks and the one migration transaction keep
  * that harmless: the rows are adopted once.
  */
-function leaveWal(raw: Ledger['raw']): boolean {
+function leaveWal({ raw, path }: Ledger): boolean {
   try {
-    return raw.pragma('journal_mode = DELETE', { simple: true }) === 'delete';
+    if (raw.pragma('journal_mode = DELETE', { simple: true }) !== 'delete') return false;
+    // Leaving WAL checkpointed and deleted the -wal file. Were that deletion lost to a power cut after
+    // the import wrote the file in place, the old -wal would come back and SQLite would replay its
+    // pages over the adopted rows: the deletion is made durable before anything is written.
+    syncFolder(dirname(path));
+    return true;
   } catch (error) {
     if ((error as { code?: string }).code?.startsWith('SQLITE_BUSY') === true) return false;
     throw error;

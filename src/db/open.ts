@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import type { SqliteDatabase } from 'kysely';
@@ -28,13 +28,15 @@ export const BUSY_TIMEOUT_MS = 30_000;
 export async function openLedger(path: string): Promise<Ledger> {
   const file = resolve(path);
   refuseFolder(file);
+  const created = existsSync(file) ? null : { folders: [] as string[] };
   let raw: BetterSqlite3.Database;
   // Whoever can write the database can make the dispatcher run commands: what is created here
   // (the folder, the file, and its -wal/-shm, which SQLite gives the file's mode) gets no world
   // permissions. Only for this moment: the jobs the dispatcher starts inherit the usual umask.
   const umask = process.umask(process.umask() | 0o007);
   try {
-    mkdirSync(dirname(file), { recursive: true, mode: 0o750 });
+    const firstFolder = mkdirSync(dirname(file), { recursive: true, mode: 0o750 });
+    if (created !== null && firstFolder !== undefined) created.folders = foldersFrom(firstFolder, dirname(file));
     raw = new BetterSqlite3(file, { timeout: BUSY_TIMEOUT_MS, nativeBinding: nativeAddon() });
   } catch (error) {
     throw new ReserverError('GENERAL', `cannot open database ${file}: ${messageOf(error)}`);
@@ -43,6 +45,12 @@ export async function openLedger(path: string): Promise<Ledger> {
   }
   try {
     const version = readUserVersion(raw, file);
+    // Durability (DESIGN.md): in WAL mode better-sqlite3's default (NORMAL) syncs only at checkpoints,
+    // so a commit, and what a command prints after it, could be lost to a power cut. FULL syncs the WAL
+    // in every COMMIT, before the commit becomes visible to other connections; EXTRA costs the same in
+    // WAL mode and also syncs the folder after a rollback journal's deletion (the commit of the
+    // rollback-journal mode that adopting a Python-tool file uses).
+    raw.pragma('synchronous = EXTRA');
     raw.pragma('foreign_keys = ON');
     const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(raw) }) });
     const ledger: Ledger = { path: file, db, raw, close: () => db.destroy() };
@@ -56,6 +64,10 @@ export async function openLedger(path: string): Promise<Ledger> {
       const { migrate } = await import('./migrate.js');
       await migrate(ledger);
     }
+    // SQLite syncs the folder entries of the -wal and -journal files it creates, not the database
+    // file's own: a new file's name (and any folder made for it) is synced here, before anything this
+    // process acknowledges depends on it.
+    if (created !== null) for (const folder of [dirname(file), ...created.folders.map((f) => dirname(f))]) syncFolder(folder);
     return ledger;
   } catch (error) {
     if (raw.open) raw.close();
@@ -77,6 +89,29 @@ function nativeAddon(): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * fsync a folder, so that the names created or removed in it survive a power cut (POSIX: syncing a file
+ * does not sync its folder entry).
+ */
+export function syncFolder(folder: string): void {
+  const fd = openSync(folder, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The folders `mkdirSync(..., { recursive: true })` made, from the first one it returned down to `last`. */
+function foldersFrom(first: string, last: string): string[] {
+  const folders: string[] = [];
+  for (let folder = last; folder.length >= first.length; folder = dirname(folder)) {
+    folders.unshift(folder);
+    if (folder === first) break;
+  }
+  return folders;
 }
 
 /** Statements kept prepared; beyond this, the oldest is dropped. */
