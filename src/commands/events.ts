@@ -2,7 +2,7 @@ import { defineCommand } from 'citty';
 import type { Flags } from '../argv.js';
 import type { Ledger } from '../db/open.js';
 import { openLedger } from '../db/open.js';
-import { LedgerWaker } from '../db/waker.js';
+import { committedElsewhere, LedgerWaker } from '../db/waker.js';
 import { invalidArgument } from '../errors.js';
 import { lastPosition, readEventsAfter } from '../events/store.js';
 import { stringifySorted } from '../json.js';
@@ -134,7 +134,7 @@ class EventTail {
       this.wake();
     });
     // Watch before the first read, so a write landing between that read and the watch still wakes us.
-    this.waker = new LedgerWaker(ledger.path);
+    this.waker = new LedgerWaker(ledger.path, committedElsewhere(ledger.raw));
     if (this.follow) this.waker.watch();
     try {
       for (;;) {

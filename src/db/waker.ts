@@ -1,26 +1,42 @@
 import type { FSWatcher } from 'node:fs';
 import { watch } from 'node:fs';
 import { basename, dirname } from 'node:path';
+import type { Ledger } from './open.js';
+
+/** Delays (ms) of the checks after a change of the file, until another connection's commit shows. */
+const FOLLOW_UP_MS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
 
 /**
- * Sleeps that end early: when the database file changes (another process wrote: its main file or its
- * WAL changed) or when `wake()` is called. A wake that comes while nobody sleeps is kept, so the next
+ * Sleeps that end early: when another connection commits to the database (its main file or its WAL
+ * changed, and PRAGMA data_version says a commit shows) or when `wake()` is called. A wake that comes while nobody sleeps is kept, so the next
  * sleep returns at once and no change is missed. Without a watch (unsupported, failed), sleeps still
  * end at their timeout, which bounds the delay.
+ *
+ * A writer's WAL frames change the file before its commit is visible: with `synchronous = FULL` the
+ * commit waits for its fsync first (src/db/open.ts), and no file event follows it (the commit shows
+ * in the shared memory). So after each change `committed` is asked at once and then again with growing
+ * delays for about a second; the sleep ends when it says yes.
  */
 export class LedgerWaker {
   private wakeUp: (() => void) | null = null;
   private pending = false;
   private watcher: FSWatcher | null = null;
+  private followUp: NodeJS.Timeout | null = null;
 
-  constructor(private readonly path: string) {}
+  constructor(
+    private readonly path: string,
+    private readonly committed: () => boolean,
+  ) {}
 
   /** Start watching the database's folder. Call before the first read, so no write slips between. */
   watch(): void {
     const file = basename(this.path);
     try {
       this.watcher = watch(dirname(this.path), (_type, name) => {
-        if (name === file || name === `${file}-wal`) this.wake();
+        if (name !== file && name !== `${file}-wal`) return;
+        // This process's own writes change the file too: only another connection's commit wakes.
+        if (this.committed()) this.wake();
+        else this.watchForCommit(0);
       });
       this.watcher.on('error', () => this.close());
     } catch {
@@ -53,5 +69,32 @@ export class LedgerWaker {
   close(): void {
     this.watcher?.close();
     this.watcher = null;
+    if (this.followUp !== null) clearTimeout(this.followUp);
+    this.followUp = null;
   }
+
+  /** Ask `committed` after each delay from `step` on, until it says yes; a new change starts again. */
+  private watchForCommit(step: number): void {
+    if (this.followUp !== null) clearTimeout(this.followUp);
+    this.followUp = null;
+    const delay = FOLLOW_UP_MS[step];
+    if (delay === undefined) return;
+    this.followUp = setTimeout(() => {
+      this.followUp = null;
+      if (this.committed()) this.wake();
+      else this.watchForCommit(step + 1);
+    }, delay);
+    this.followUp.unref();
+  }
+}
+
+/** True when another connection committed to the database since the last call (PRAGMA data_version). */
+export function committedElsewhere(raw: Ledger['raw']): () => boolean {
+  let seen = raw.pragma('data_version', { simple: true });
+  return () => {
+    const now = raw.pragma('data_version', { simple: true });
+    const changed = now !== seen;
+    seen = now;
+    return changed;
+  };
 }
