@@ -9,12 +9,15 @@ import { lastPosition, readEventsAfter, readStream } from '../events/store.js';
 import { applyCommand, write } from '../ledger.js';
 import { findById, findExpiring, findReady, nextDueAt } from '../projections/reservations.js';
 import type { LogLine } from './log.js';
-import { LedgerWaker } from '../db/waker.js';
+import { committedElsewhere, LedgerWaker } from '../db/waker.js';
 import { eventLine, formatLine, lifecycleLine } from './log.js';
 import { selfOwner } from './owner.js';
 import { findJobStartedSince, recoverStaleClaims } from './recovery.js';
 import type { StartOutcome } from './start.js';
 import { runStart, startArgv } from './start.js';
+
+/** Events read per query when printing. */
+const PRINT_PAGE = 500;
 
 /** How long the start-up check's child may take (`node --version` takes milliseconds). */
 const CHILD_CHECK_TIMEOUT_MS = 10_000;
@@ -36,6 +39,19 @@ export interface DispatcherOptions {
   readonly clock?: () => number;
 }
 
+/** A claim made by this pass, and the argv its start runs. */
+interface Claimed {
+  readonly reservation: Reservation;
+  readonly argv: string[];
+}
+
+/** A finished start whose outcome is not committed yet. */
+interface PendingRecord {
+  readonly reservation: Reservation;
+  readonly outcome: StartOutcome;
+  readonly recorded: () => void;
+}
+
 /**
  * The long-lived dispatcher (`orchesjob-reserver run`).
  *
@@ -53,6 +69,8 @@ export class Dispatcher {
   private readonly inFlight = new Set<Promise<void>>();
   /** `orchesjob start` processes running now: what `--max-concurrent-starts` bounds. */
   private startsRunning = 0;
+  /** Finished starts waiting for the loop's next write transaction. */
+  private readonly toRecord: PendingRecord[] = [];
   private printedPosition = 0;
   private printing: Promise<void> = Promise.resolve();
   private lastRecoveryMs = 0;
@@ -70,7 +88,7 @@ export class Dispatcher {
       clock: Date.now,
       ...options,
     };
-    this.waker = new LedgerWaker(options.ledger.path);
+    this.waker = new LedgerWaker(options.ledger.path, committedElsewhere(options.ledger.raw));
   }
 
   /** Run until `stop()`; resolves once the starts in flight are recorded and `reserver_stopped` printed. */
@@ -101,7 +119,8 @@ export class Dispatcher {
     await this.checkChildStart();
     this.waker.watch();
     try {
-      while (!this.stopping) {
+      // After stop(), ticks go on without claiming until every start in flight is recorded.
+      while (!this.stopping || this.inFlight.size > 0) {
         let sleepMs: number;
         try {
           sleepMs = await this.tick();
@@ -109,9 +128,11 @@ export class Dispatcher {
           this.reportError(error);
           sleepMs = this.opts.errorSleepMs;
         }
-        if (!this.stopping) await this.waker.sleep(sleepMs);
+        if (!this.stopping || this.inFlight.size > 0) await this.waker.sleep(sleepMs);
+        // Let the I/O that is already waiting run first (starts that exited meanwhile queue their
+        // outcomes), so that one pass records them all in one transaction: one sync for the burst.
+        await new Promise((resolve) => setImmediate(resolve));
       }
-      while (this.inFlight.size > 0) await Promise.race(this.inFlight);
       await this.printNewEvents();
     } finally {
       this.waker.close();
@@ -129,63 +150,84 @@ export class Dispatcher {
   private async tick(): Promise<number> {
     const { ledger } = this.opts;
     this.checkDatabaseFile();
-    if (this.opts.clock() - this.lastRecoveryMs >= this.opts.pollIntervalMs) await this.recover();
-    await this.expireDue();
-    await this.printNewEvents();
-    while (!this.stopping && this.startsRunning < this.opts.maxConcurrentStarts) {
-      const claimed = await this.claimReady(this.opts.maxConcurrentStarts - this.startsRunning);
-      if (claimed.length === 0) break;
-      await this.printNewEvents(); // orchesjob_start_call is printed before the spawn
-      for (const { reservation, argv } of claimed) this.track(this.dispatch(reservation, argv));
-    }
+    if (!this.stopping && this.opts.clock() - this.lastRecoveryMs >= this.opts.pollIntervalMs) await this.recover();
+    const { claimed, recorded } = await this.writeDue();
+    await this.printNewEvents(); // orchesjob_start_call is printed before the spawn
+    for (const { reservation, argv } of claimed) this.track(this.dispatch(reservation, argv));
+    for (const item of recorded) item.recorded();
     const now = this.opts.clock();
     const next = await nextDueAt(ledger.db);
     let sleepMs = this.opts.pollIntervalMs;
     if (next !== null) sleepMs = Math.min(sleepMs, next * 1000 - now);
-    if (this.startsRunning >= this.opts.maxConcurrentStarts && sleepMs <= 0) {
-      // Ready work waits for a free slot: a finishing start wakes the loop.
+    if ((this.stopping || this.startsRunning >= this.opts.maxConcurrentStarts) && sleepMs <= 0) {
+      // Ready work waits for a free slot (or for nothing, when stopping): a finishing start wakes the loop.
       return this.opts.pollIntervalMs;
     }
     return Math.max(1, sleepMs);
   }
 
-  private async expireDue(): Promise<void> {
-    // Read first: the write lock is taken only when there is something to expire.
-    if ((await findExpiring(this.opts.ledger.db, Math.floor(this.opts.clock() / 1000))).length === 0) return;
-    await write(this.opts.ledger.db, async (tx) => {
+  /**
+   * The pass's one write transaction (group commit: one sync for all of it): expire what is due, claim
+   * up to the free slots in queue order, and record the starts that finished. Each claim is a
+   * conditional transition (only from RESERVED, only once due), so two dispatchers never hold one.
+   * With no start to record, reads first: the write lock is taken only when there is work.
+   * When stopping, it only records.
+   */
+  private async writeDue(): Promise<{ claimed: Claimed[]; recorded: PendingRecord[] }> {
+    const db = this.opts.ledger.db;
+    const slots = this.stopping ? 0 : this.opts.maxConcurrentStarts - this.startsRunning;
+    const batch = this.toRecord.slice();
+    if (batch.length === 0) {
+      if (this.stopping) return { claimed: [], recorded: [] };
+      const nowSec = Math.floor(this.opts.clock() / 1000);
+      const work =
+        (await findExpiring(db, nowSec, 1)).length > 0 || (slots > 0 && (await findReady(db, nowSec, 1)).length > 0);
+      if (!work) return { claimed: [], recorded: [] };
+    }
+    const { claimed, unrecorded } = await write(db, async (tx) => {
       const nowMs = this.opts.clock();
-      for (const reservation of await findExpiring(tx, Math.floor(nowMs / 1000))) {
-        await applyCommand(tx, reservation, { type: 'Expire', nowMs }, { nowMs, actor: this.actor });
+      const claimed: Claimed[] = [];
+      if (!this.stopping) {
+        for (const reservation of await findExpiring(tx, Math.floor(nowMs / 1000))) {
+          await applyCommand(tx, reservation, { type: 'Expire', nowMs }, { nowMs, actor: this.actor });
+        }
+        // Claims first: a freed slot's next claim stands in the ledger before the record of the
+        // start that freed it, as when they were separate transactions.
+        if (slots > 0) claimed.push(...(await this.claim(tx, slots, nowMs)));
       }
+      return { claimed, unrecorded: await this.recordBatch(tx, batch, nowMs) };
     });
+    this.toRecord.splice(0, batch.length);
+    for (const { reservation, outcome } of unrecorded) {
+      this.reportError(
+        new Error(
+          `reservation ${reservation.reservationId} (${reservation.runKey}) left DISPATCHING while its start ran; ` +
+            `outcome not recorded: ${outcome.ok ? `job_id=${outcome.jobId}` : outcome.error}`,
+        ),
+      );
+    }
+    return { claimed, recorded: batch };
   }
 
-  /**
-   * Claim up to `limit` ready reservations, in queue order, in one transaction. Each claim is a
-   * conditional transition (only from RESERVED, only once due), so two dispatchers never hold one.
-   */
-  private async claimReady(limit: number): Promise<{ reservation: Reservation; argv: string[] }[]> {
-    if ((await findReady(this.opts.ledger.db, Math.floor(this.opts.clock() / 1000), 1)).length === 0) return [];
-    return write(this.opts.ledger.db, async (tx) => {
-      const nowMs = this.opts.clock();
-      const claimed: { reservation: Reservation; argv: string[] }[] = [];
-      for (const ready of await findReady(tx, Math.floor(nowMs / 1000), limit)) {
-        const argv = startArgv(this.opts.orchesjobBin, this.opts.startOptions, ready);
-        try {
-          const { reservation } = await applyCommand(
-            tx,
-            ready,
-            { type: 'Claim', owner: this.owner, argv, nowMs, startTimeoutMs: this.opts.startTimeoutMs },
-            { nowMs, actor: this.actor },
-          );
-          claimed.push({ reservation, argv });
-        } catch (error) {
-          // Due by the second but not yet by the millisecond: a later wake takes it.
-          if (!(error instanceof IllegalTransitionError)) throw error;
-        }
+  /** Claim up to `limit` ready reservations in the caller's transaction. */
+  private async claim(tx: Ledger['db'], limit: number, nowMs: number): Promise<Claimed[]> {
+    const claimed: Claimed[] = [];
+    for (const ready of await findReady(tx, Math.floor(nowMs / 1000), limit)) {
+      const argv = startArgv(this.opts.orchesjobBin, this.opts.startOptions, ready);
+      try {
+        const { reservation } = await applyCommand(
+          tx,
+          ready,
+          { type: 'Claim', owner: this.owner, argv, nowMs, startTimeoutMs: this.opts.startTimeoutMs },
+          { nowMs, actor: this.actor },
+        );
+        claimed.push({ reservation, argv });
+      } catch (error) {
+        // Due by the second but not yet by the millisecond: a later wake takes it.
+        if (!(error instanceof IllegalTransitionError)) throw error;
       }
-      return claimed;
-    });
+    }
+    return claimed;
   }
 
   /**
@@ -239,15 +281,18 @@ export class Dispatcher {
     } finally {
       // The slot is free once orchesjob exited: the next claim need not wait for this recording.
       this.startsRunning--;
-      this.waker.wake();
     }
-    // Let the woken loop fill the freed slot first: when it was asleep and has no orchesjob lookup
-    // to make, its claim and spawn run as promise jobs, before this macrotask. A burst larger than
-    // the slots then waits for no write but its own claim; this start is recorded right after.
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    if (!outcome.ok) outcome = await this.checkFailedStart(reservation, outcome);
-    await this.record(reservation, outcome);
-    await this.printNewEvents();
+    if (!outcome.ok) {
+      this.waker.wake(); // the freed slot need not wait for orchesjob's answer below
+      outcome = await this.checkFailedStart(reservation, outcome);
+    }
+    // Recorded by the loop's next write, with its claims (one sync); resolved once committed and printed.
+    // A job id must never be lost: on a database error the outcome stays queued and is written again.
+    const settled = outcome;
+    await new Promise<void>((recorded) => {
+      this.toRecord.push({ reservation, outcome: settled, recorded });
+      this.waker.wake();
+    });
   }
 
   /**
@@ -269,36 +314,23 @@ export class Dispatcher {
     }
   }
 
-  /**
-   * Record a start's outcome. A job id must never be lost: on a database error the outcome is kept
-   * and written again after `--error-sleep`, until it is stored.
-   */
-  private async record(reservation: Reservation, outcome: StartOutcome): Promise<void> {
-    for (;;) {
+  /** Apply each outcome in one transaction; returns those whose reservation is no longer DISPATCHING. */
+  private async recordBatch(tx: Ledger['db'], batch: readonly PendingRecord[], nowMs: number): Promise<PendingRecord[]> {
+    const unrecorded: PendingRecord[] = [];
+    for (const item of batch) {
+      const { outcome } = item;
+      const command = outcome.ok
+        ? ({ type: 'RecordDispatch', jobId: outcome.jobId, recovered: outcome.recovered === true } as const)
+        : ({ type: 'RecordFailure', error: outcome.error, exitCode: outcome.exitCode, nowMs } as const);
       try {
-        await write(this.opts.ledger.db, async (tx) => {
-          const current = await this.current(tx, reservation.reservationId);
-          const nowMs = this.opts.clock();
-          const command = outcome.ok
-            ? ({ type: 'RecordDispatch', jobId: outcome.jobId, recovered: outcome.recovered === true } as const)
-            : ({ type: 'RecordFailure', error: outcome.error, exitCode: outcome.exitCode, nowMs } as const);
-          await applyCommand(tx, current, command, { nowMs, actor: this.actor });
-        });
-        return;
+        // decide() throws before anything is appended, so the other outcomes of the batch still commit.
+        await applyCommand(tx, await this.current(tx, item.reservation.reservationId), command, { nowMs, actor: this.actor });
       } catch (error) {
-        if (error instanceof IllegalTransitionError) {
-          this.reportError(
-            new Error(
-              `reservation ${reservation.reservationId} (${reservation.runKey}) left DISPATCHING while its start ran; ` +
-                `outcome not recorded: ${outcome.ok ? `job_id=${outcome.jobId}` : outcome.error}`,
-            ),
-          );
-          return;
-        }
-        this.reportError(error);
-        await new Promise((resolve) => setTimeout(resolve, this.opts.errorSleepMs));
+        if (!(error instanceof IllegalTransitionError)) throw error;
+        unrecorded.push(item);
       }
     }
+    return unrecorded;
   }
 
   private async current(tx: Ledger['db'], reservationId: string): Promise<Reservation> {
@@ -312,7 +344,7 @@ export class Dispatcher {
       .catch((error: unknown) => this.reportError(error))
       .finally(() => {
         this.inFlight.delete(tracked);
-        this.waker.wake();
+        if (this.stopping) this.waker.wake(); // the drain after stop() ends with the last one
       });
     this.inFlight.add(tracked);
   }
@@ -321,12 +353,12 @@ export class Dispatcher {
   private printNewEvents(): Promise<void> {
     this.printing = this.printing.then(async () => {
       for (;;) {
-        const events = await readEventsAfter(this.opts.ledger.db, this.printedPosition, 500);
-        if (events.length === 0) return;
+        const events = await readEventsAfter(this.opts.ledger.db, this.printedPosition, PRINT_PAGE);
         for (const event of events) {
           this.emit(eventLine(event, event.type === 'Expired' ? await this.stateAt(event) : null));
           this.printedPosition = event.position;
         }
+        if (events.length < PRINT_PAGE) return;
       }
     });
     return this.printing;

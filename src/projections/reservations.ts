@@ -1,5 +1,6 @@
 import type { Insertable, Kysely, Selectable } from 'kysely';
 import { sql } from 'kysely';
+import { prepared } from '../db/prepared.js';
 import type { Database, ReservationsTable } from '../db/schema.js';
 import { stringifySorted } from '../json.js';
 import type { Reservation, ReservationStatus } from '../events/index.js';
@@ -83,31 +84,75 @@ export function reservationToRow(r: Reservation): Insertable<ReservationsTable> 
  */
 export async function writeProjection(tx: Reader, r: Reservation): Promise<void> {
   if (r.cleaned) {
-    await tx.deleteFrom('reservations').where('reservation_id', '=', r.reservationId).execute();
+    await deleteRow(tx, r.reservationId);
     return;
   }
-  const row = reservationToRow(r);
-  const { reservation_id: _id, ...changes } = row;
-  await tx
-    .insertInto('reservations')
-    .values(row)
-    .onConflict((oc) => oc.column('reservation_id').doUpdateSet(changes))
-    .execute();
+  const row = reservationToRow(r) as Record<ProjectionColumn, unknown>;
+  await upsertRow(tx, ...PROJECTION_COLUMNS.map((column) => row[column]));
 }
+
+/** Every column `reservationToRow` writes, in the order `upsertRow` binds them. */
+const PROJECTION_COLUMNS = [
+  'reservation_id',
+  'run_key',
+  'command_json',
+  'reservation_status',
+  'job_id',
+  'not_before',
+  'expires_at',
+  'metadata_json',
+  'orchesjob_start_options_json',
+  'created_at',
+  'updated_at',
+  'dispatched_at',
+  'last_error',
+  'version',
+  'created_at_ms',
+  'claim_dispatcher_id',
+  'claim_host',
+  'claim_pid',
+  'claimed_at_ms',
+  'attempts',
+  'max_attempts',
+  'retry_delay',
+  'retry_at',
+] as const satisfies readonly (keyof ReservationsTable)[];
+type ProjectionColumn = (typeof PROJECTION_COLUMNS)[number];
+
+const upsertRow = prepared((db, ...values: unknown[]) =>
+  db
+    .insertInto('reservations')
+    .values(Object.fromEntries(PROJECTION_COLUMNS.map((column, i) => [column, values[i]])) as Insertable<ReservationsTable>)
+    .onConflict((oc) =>
+      oc
+        .column('reservation_id')
+        .doUpdateSet((eb) =>
+          Object.fromEntries(
+            PROJECTION_COLUMNS.filter((c) => c !== 'reservation_id').map((c) => [c, eb.ref(`excluded.${c}`)]),
+          ),
+        ),
+    ),
+);
+
+const deleteRow = prepared((db, reservationId: string) =>
+  db.deleteFrom('reservations').where('reservation_id', '=', reservationId),
+);
 
 export async function findByRunKey(db: Reader, runKey: string): Promise<Reservation | null> {
-  const row = await db.selectFrom('reservations').selectAll().where('run_key', '=', runKey).executeTakeFirst();
+  const [row] = await selectByRunKey(db, runKey);
   return row === undefined ? null : rowToReservation(row);
 }
 
+const selectByRunKey = prepared((db, runKey: string) => db.selectFrom('reservations').selectAll().where('run_key', '=', runKey));
+
 export async function findById(db: Reader, reservationId: string): Promise<Reservation | null> {
-  const row = await db
-    .selectFrom('reservations')
-    .selectAll()
-    .where('reservation_id', '=', reservationId)
-    .executeTakeFirst();
+  const [row] = await selectById(db, reservationId);
   return row === undefined ? null : rowToReservation(row);
 }
+
+const selectById = prepared((db, reservationId: string) =>
+  db.selectFrom('reservations').selectAll().where('reservation_id', '=', reservationId),
+);
 
 /** `list`: newest `created_at` first (ties: newest id first), optionally one status. */
 export async function listReservations(
@@ -164,7 +209,11 @@ export async function findCleanable(db: Reader, selection: CleanSelection): Prom
  * `idx_reservations_ready`.
  */
 export async function findReady(db: Reader, nowSec: number, limit: number): Promise<Reservation[]> {
-  const rows = await db
+  return (await selectReady(db, nowSec, limit)).map(rowToReservation);
+}
+
+const selectReady = prepared((db, nowSec: number, limit: number) =>
+  db
     .selectFrom('reservations')
     .selectAll()
     .where('reservation_status', '=', 'RESERVED')
@@ -173,35 +222,38 @@ export async function findReady(db: Reader, nowSec: number, limit: number): Prom
     .where((eb) => eb.or([eb('retry_at', 'is', null), eb('retry_at', '<=', nowSec)]))
     .orderBy(sql`COALESCE(not_before, created_at)`)
     .orderBy('created_at')
-    .limit(limit)
-    .execute();
-  return rows.map(rowToReservation);
+    .limit(limit),
+);
+
+/** RESERVED reservations whose `expires_at` has come (`expires_at <= now`), up to `limit` (-1: all). */
+export async function findExpiring(db: Reader, nowSec: number, limit = -1): Promise<Reservation[]> {
+  return (await selectExpiring(db, nowSec, limit)).map(rowToReservation);
 }
 
-/** RESERVED reservations whose `expires_at` has come (`expires_at <= now`). */
-export async function findExpiring(db: Reader, nowSec: number): Promise<Reservation[]> {
-  const rows = await db
+const selectExpiring = prepared((db, nowSec: number, limit: number) =>
+  db
     .selectFrom('reservations')
     .selectAll()
     .where('reservation_status', '=', 'RESERVED')
     .where('expires_at', '<=', nowSec)
     .orderBy('expires_at')
     .orderBy('reservation_id')
-    .execute();
-  return rows.map(rowToReservation);
-}
+    .limit(limit),
+);
 
 /**
  * The earliest second at which a RESERVED reservation becomes due or expires, or null when none
  * waits: the dispatcher sleeps until then (or its poll interval, whichever comes first).
  */
 export async function nextDueAt(db: Reader): Promise<number | null> {
-  const queries = nextDueQueries(db);
-  const due = await queries.due.executeTakeFirst();
-  const expiry = await queries.expiry.executeTakeFirst();
+  const [due] = await selectNextDue(db);
+  const [expiry] = await selectNextExpiry(db);
   const times = [due?.at, expiry?.at].filter((t): t is number => typeof t === 'number');
   return times.length === 0 ? null : Math.min(...times);
 }
+
+const selectNextDue = prepared((db) => nextDueQueries(db).due);
+const selectNextExpiry = prepared((db) => nextDueQueries(db).expiry);
 
 /**
  * `nextDueAt`'s two reads, each answered from the first entry of an index whatever the number of
