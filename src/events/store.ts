@@ -1,5 +1,6 @@
 import type BetterSqlite3 from 'better-sqlite3';
 import type { Kysely, Selectable } from 'kysely';
+import { prepared } from '../db/prepared.js';
 import type { Database, ReservationEventsTable } from '../db/schema.js';
 import type { EventMeta, NewEvent, ReservationEvent } from './types.js';
 
@@ -55,22 +56,19 @@ export async function appendEvents(tx: Handle, events: readonly ReservationEvent
   const stored: StoredEvent[] = [];
   for (const event of events) {
     try {
-      const { position } = await tx
-        .insertInto('reservation_events')
-        .values({
-          event_id: event.eventId,
-          reservation_id: event.reservationId,
-          version: event.version,
-          run_key: event.runKey,
-          type: event.type,
-          data: JSON.stringify(event.data),
-          recorded_at: event.recordedAt,
-          recorded_at_ms: event.recordedAtMs,
-          actor: event.actor,
-        })
-        .returning('position')
-        .executeTakeFirstOrThrow();
-      stored.push({ ...event, position });
+      const [row] = await insertEvent(
+        tx,
+        event.eventId,
+        event.reservationId,
+        event.version,
+        event.runKey,
+        event.type,
+        JSON.stringify(event.data),
+        event.recordedAt,
+        event.recordedAtMs,
+        event.actor,
+      );
+      stored.push({ ...event, position: (row as { position: number }).position });
     } catch (error) {
       if (isStreamVersionConflict(error)) throw new ConcurrencyError(event.reservationId, event.version);
       throw error;
@@ -78,6 +76,25 @@ export async function appendEvents(tx: Handle, events: readonly ReservationEvent
   }
   return stored;
 }
+
+const insertEvent = prepared(
+  (
+    db,
+    event_id: string,
+    reservation_id: string,
+    version: number,
+    run_key: string,
+    type: EventRow['type'],
+    data: string,
+    recorded_at: number,
+    recorded_at_ms: number,
+    actor: string,
+  ) =>
+    db
+      .insertInto('reservation_events')
+      .values({ event_id, reservation_id, version, run_key, type, data, recorded_at, recorded_at_ms, actor })
+      .returning('position'),
+);
 
 /** Another writer appended to the stream first. The only error the write path retries. */
 export class ConcurrencyError extends Error {
@@ -111,15 +128,12 @@ export async function readStream(db: Handle, reservationId: string): Promise<Sto
 
 /** Ledger events after `position` (exclusive), in ledger order. */
 export async function readEventsAfter(db: Handle, position: number, limit = 1000): Promise<StoredEvent[]> {
-  const rows = await db
-    .selectFrom('reservation_events')
-    .selectAll()
-    .where('position', '>', position)
-    .orderBy('position')
-    .limit(limit)
-    .execute();
-  return rows.map(rowToEvent);
+  return (await selectEventsAfter(db, position, limit)).map(rowToEvent);
 }
+
+const selectEventsAfter = prepared((db, position: number, limit: number) =>
+  db.selectFrom('reservation_events').selectAll().where('position', '>', position).orderBy('position').limit(limit),
+);
 
 /** Where a whole-ledger read runs: Kysely builds the query, the native handle runs it. */
 export interface EventSource {
