@@ -110,6 +110,36 @@ export async function startsPerSecond(count: number, maxConcurrent: number | nul
   }
 }
 
+/**
+ * The machine's floor for dispatching: a plain Node loop spawning the same orchesjob `count` times,
+ * `concurrency` at once, reading each JSON answer, with no ledger. A dispatcher can at best match it.
+ */
+export async function floorStartsPerSecond(count: number, concurrency: number, startSeconds: number): Promise<number> {
+  const env = { ...process.env, ...(startSeconds > 0 ? { BENCH_START_SECONDS: startSeconds.toFixed(3) } : {}) };
+  const startOne = (i: number) =>
+    new Promise<void>((resolve, reject) => {
+      const child = spawn(ORCHESJOB, ['start', '--run-key', `floor-${i}`, '--', '/bin/true', String(i)], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        detached: true,
+        env,
+      });
+      let out = '';
+      child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+      child.on('close', (code) => {
+        if (code === 0 && typeof (JSON.parse(out) as { job_id?: unknown }).job_id === 'string') resolve();
+        else reject(new Error(`floor start ${i} failed: exit ${code}`));
+      });
+    });
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < count) await startOne(next++);
+    }),
+  );
+  return count / ((performance.now() - t0) / 1000);
+}
+
 function reserveCli(db: string, args: string[]): void {
   const r = spawnSync(process.execPath, [CLI, 'reserve', '--db', db, ...args], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`reserve failed: ${r.stderr}`);
@@ -200,11 +230,13 @@ export async function main(): Promise<void> {
     const label = startSeconds === 0 ? 'instant orchesjob (dispatcher overhead only)' : 'orchesjob taking the simulated start time';
     const one = await startsPerSecond(count, 1, startSeconds);
     const dflt = await startsPerSecond(count, null, startSeconds);
+    const floor = await floorStartsPerSecond(count, 4, startSeconds);
     console.log(`${label}:`);
     console.log(`  starts/s, --max-concurrent-starts 1:      ${fmt(one)}`);
     // The target is for a real orchesjob's start time; with an instant one, the dispatcher's own work is the limit.
     const target = startSeconds === 0 ? '(no target)' : 'target >= 3x';
     console.log(`  starts/s, default (4):                    ${fmt(dflt)}   ratio ${fmt(dflt / one)}x   ${target}`);
+    console.log(`  floor, plain spawns 4 at once, no ledger: ${fmt(floor)}   default is ${(dflt / floor).toFixed(2)}x of it   target >= 0.75x`);
   }
   for (const [label, extra] of [
     ['default (4)', []],
