@@ -140,6 +140,7 @@ const rsyslogTitle =
   RSYSLOGD === null
     ? 'rsyslog shipping: SKIPPED, rsyslogd is not installed (Debian: apt-get install rsyslog)'
     : 'rsyslog shipping (deploy/rsyslog/edge.conf -> central.conf)';
+if (RSYSLOGD === null && process.env['CI'] === 'true') throw new Error('rsyslogd is missing: .ci/run installs Debian\'s rsyslog');
 if (RSYSLOGD === null) console.warn(`test/e2e/rsyslog.e2e.test.ts: ${rsyslogTitle}`);
 
 describe.skipIf(RSYSLOGD === null)(rsyslogTitle, () => {
