@@ -7,7 +7,7 @@ import { fold, IllegalTransitionError } from '../events/index.js';
 import type { StoredEvent } from '../events/store.js';
 import { lastPosition, readEventsAfter, readStream } from '../events/store.js';
 import { applyCommand, write } from '../ledger.js';
-import { findById, findExpiring, findReady, nextDueAt } from '../projections/reservations.js';
+import { anyExpiring, findById, findExpiring, findReady, nextDueAt } from '../projections/reservations.js';
 import type { LogLine } from './log.js';
 import { committedElsewhere, LedgerWaker } from '../db/waker.js';
 import { eventLine, formatLine, lifecycleLine } from './log.js';
@@ -33,8 +33,11 @@ export interface DispatcherOptions {
   readonly errorSleepMs: number;
   readonly startTimeoutMs: number;
   readonly maxConcurrentStarts: number;
-  /** Where JSON Lines go (stdout) and `dispatcher_error` lines go (stderr). */
-  readonly out?: (line: string) => void;
+  /**
+   * Where JSON Lines go (stdout) and `dispatcher_error` lines go (stderr): one or more lines per call,
+   * joined by newlines, without the last one (a page of ledger events is one write).
+   */
+  readonly out?: (lines: string) => void;
   readonly err?: (line: string) => void;
   readonly clock?: () => number;
 }
@@ -181,14 +184,15 @@ export class Dispatcher {
       if (this.stopping) return { claimed: [], recorded: [] };
       const nowSec = Math.floor(this.opts.clock() / 1000);
       const work =
-        (await findExpiring(db, nowSec, 1)).length > 0 || (slots > 0 && (await findReady(db, nowSec, 1)).length > 0);
+        (await anyExpiring(db, nowSec)) || (slots > 0 && (await findReady(db, nowSec, 1)).length > 0);
       if (!work) return { claimed: [], recorded: [] };
     }
     const { claimed, unrecorded } = await write(db, async (tx) => {
       const nowMs = this.opts.clock();
       const claimed: Claimed[] = [];
       if (!this.stopping) {
-        for (const reservation of await findExpiring(tx, Math.floor(nowMs / 1000))) {
+        const nowSec = Math.floor(nowMs / 1000);
+        for (const reservation of (await anyExpiring(tx, nowSec)) ? await findExpiring(tx, nowSec) : []) {
           await applyCommand(tx, reservation, { type: 'Expire', nowMs }, { nowMs, actor: this.actor });
         }
         // Claims first: a freed slot's next claim stands in the ledger before the record of the
@@ -354,10 +358,10 @@ export class Dispatcher {
     this.printing = this.printing.then(async () => {
       for (;;) {
         const events = await readEventsAfter(this.opts.ledger.db, this.printedPosition, PRINT_PAGE);
-        for (const event of events) {
-          this.emit(eventLine(event, event.type === 'Expired' ? await this.stateAt(event) : null));
-          this.printedPosition = event.position;
-        }
+        const lines: string[] = [];
+        for (const event of events) lines.push(formatLine(eventLine(event, event.type === 'Expired' ? await this.stateAt(event) : null)));
+        if (lines.length > 0) this.opts.out(lines.join('\n')); // one write for the page
+        this.printedPosition = events.at(-1)?.position ?? this.printedPosition;
         if (events.length < PRINT_PAGE) return;
       }
     });

@@ -256,6 +256,15 @@ const selectNextDue = prepared((db) => nextDueQueries(db).due);
 const selectNextExpiry = prepared((db) => nextDueQueries(db).expiry);
 
 /**
+ * Whether a RESERVED reservation's `expires_at` has come. One index entry (the first non-null
+ * `expires_at`), where `findExpiring` steps over every waiting reservation without one.
+ */
+export async function anyExpiring(db: Reader, nowSec: number): Promise<boolean> {
+  const [expiry] = await selectNextExpiry(db);
+  return typeof expiry?.at === 'number' && expiry.at <= nowSec;
+}
+
+/**
  * `nextDueAt`'s two reads, each answered from the first entry of an index whatever the number of
  * waiting rows: `idx_reservations_due` (migration 0004) indexes the due expression exactly as written
  * here, and `idx_reservations_status_expires_at` serves the expiry. Apart so that a test can check
