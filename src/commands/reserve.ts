@@ -17,7 +17,7 @@ export const command = defineCommand({
   meta: {
     name: 'reserve',
     description:
-      'Store a reservation and return at once; `run` dispatches it. Idempotent by run key: a repeated call returns the stored reservation unchanged ("created": false).\n\n' +
+      'Store a reservation and return at once; `run` dispatches it. Idempotent by run key: a repeated call returns the stored reservation unchanged ("created": false). The JSON is printed once the reservation is on disk (a power cut after it does not lose it).\n\n' +
       'Usage: orchesjob-reserver reserve --run-key KEY [OPTIONS] [--] COMMAND [ARGS...]\n' +
       'Exit codes: 0 ok, 1 general error, 2 invalid arguments.\n' +
       'Example: orchesjob-reserver reserve --run-key nightly-2026-05-04 --not-before 2026-05-04T02:00:00+09:00 -- /usr/local/bin/backup.sh',

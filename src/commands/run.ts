@@ -9,7 +9,7 @@ export const command = defineCommand({
   meta: {
     name: 'run',
     description:
-      'Run the foreground dispatcher: expire due reservations, start ready ones with `orchesjob start --run-key K <global options> <reservation options> -- CMD`, and print one JSON line per ledger event on stdout (dispatcher_error lines on stderr). SIGTERM/SIGINT: finish the starts in flight, print reserver_stopped, exit 0; a second signal exits at once.\n\n' +
+      'Run the foreground dispatcher: expire due reservations, start ready ones with `orchesjob start --run-key K <global options> <reservation options> -- CMD`, and print one JSON line per ledger event on stdout (dispatcher_error lines on stderr), each once its event is on disk; a start is forked once its claim is. SIGTERM/SIGINT: finish the starts in flight, print reserver_stopped, exit 0; a second signal exits at once.\n\n' +
       'Usage: orchesjob-reserver run [--poll-interval SECONDS] [--error-sleep SECONDS] [--start-timeout SECONDS] [--max-concurrent-starts N] [--orchesjob-start-option OPTION]... [--db PATH] [--orchesjob-bin PATH]\n' +
       'Exit codes: 0 stopped by a signal, 1 general error (database unusable or world-writable at start, or replaced by another file while running), 2 invalid arguments. A database moved away or deleted while running pauses dispatching (dispatcher_error) until it is back.\n' +
       'Example: orchesjob-reserver run --db /var/lib/orchesjob/reserver.sqlite3',

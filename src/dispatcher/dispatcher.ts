@@ -58,10 +58,11 @@ interface PendingRecord {
 /**
  * The long-lived dispatcher (`orchesjob-reserver run`).
  *
- * Each wake: expire due reservations, claim ready ones (up to `maxConcurrentStarts` starts in flight),
- * start them, and print every new ledger event as a JSON line. It sleeps until the earliest of its poll
- * interval and the next `not_before`/`expires_at`, and wakes early when the database file changes
- * (another process wrote) or a start finishes. Starts run concurrently; lines print in ledger order.
+ * Each wake: in one transaction, expire due reservations, claim ready ones (up to `maxConcurrentStarts`
+ * starts in flight) and record the starts that finished; then print every new ledger event as a JSON
+ * line and start what it claimed. It sleeps until the earliest of its poll interval and the next
+ * `not_before`/`expires_at`, and wakes early when another process commits or a start finishes. Starts
+ * run concurrently; lines print in ledger order, each after the commit that wrote its event.
  */
 export class Dispatcher {
   private readonly opts: Required<DispatcherOptions>;
