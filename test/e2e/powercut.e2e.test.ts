@@ -342,13 +342,22 @@ async function explore(rec: Recorded, samples: number): Promise<Explored> {
   return { states: states.length, cuts: rec.recording.cuts().length, bad, distinct: [...ledgers.values()] };
 }
 
-/** The events a state's ledger holds, and the stand-in jobs of its moment: equal ones behave alike under `run`. */
+/**
+ * What `run` acts on in a state: each reservation's status, job, claim owner and retry, and the
+ * stand-in's jobs of its moment. States equal in these behave alike under `run`.
+ */
 function ledgerSignature(rec: Recorded, state: CrashState, scratch: string): string {
   const handle = new BetterSqlite3(path.join(scratch, 'reserver.sqlite3'), { readonly: true });
   try {
-    const ids = handle.prepare('SELECT event_id FROM reservation_events ORDER BY position').pluck().all();
+    const rows = handle
+      .prepare(
+        `SELECT reservation_id, reservation_status, job_id, claim_dispatcher_id, attempts, retry_at
+           FROM reservations ORDER BY reservation_id`,
+      )
+      .raw(true)
+      .all();
     const jobs = rec.recording.marks.filter((m) => m.index < state.cut).length;
-    return `${ids.join(',')}|${jobs}`;
+    return `${JSON.stringify(rows)}|${jobs}`;
   } finally {
     handle.close();
   }
@@ -443,7 +452,7 @@ describe('power cuts: the states a cut could leave, built from a recorded run', 
     const rec = await recordRun(CLI, shim);
     expect(rec.recording.forks.length).toBeGreaterThan(0);
     expect(rec.recording.acks.length).toBeGreaterThan(0);
-    const explored = await explore(rec, 32);
+    const explored = await explore(rec, 40);
     console.log(summary('synchronous = EXTRA', explored));
     expect(explored.states).toBeGreaterThanOrEqual(1000);
     expect(explored.bad.map(({ state, problems }) => `${state.label}: ${problems.join('; ')}`)).toEqual([]);
@@ -452,7 +461,7 @@ describe('power cuts: the states a cut could leave, built from a recorded run', 
     try {
       const runs = await pool(explored.distinct, 2, (state) => runOnState(state, rec, path.join(scratch, String(state.cut) + state.digest.slice(0, 8))));
       const twice = runs.flatMap((problems, i) => problems.map((p) => `${explored.distinct[i]?.label}: ${p}`));
-      console.log(`[powercut] run on ${explored.distinct.length} distinct ledgers: ${twice.length} problems`);
+      console.log(`[powercut] run on ${explored.distinct.length} distinct ledgers (by what run acts on): ${twice.length} problems`);
       expect(twice).toEqual([]);
     } finally {
       fs.rmSync(scratch, { recursive: true, force: true });
