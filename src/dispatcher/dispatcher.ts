@@ -153,12 +153,26 @@ export class Dispatcher {
   /** One pass; returns how long to sleep before the next. */
   private async tick(): Promise<number> {
     const { ledger } = this.opts;
-    this.checkDatabaseFile();
-    if (!this.stopping && this.opts.clock() - this.lastRecoveryMs >= this.opts.pollIntervalMs) await this.recover();
-    const { claimed, recorded } = await this.writeDue();
-    await this.printNewEvents(); // orchesjob_start_call is printed before the spawn
-    for (const { reservation, argv } of claimed) this.track(this.dispatch(reservation, argv));
-    for (const item of recorded) item.recorded();
+    // A database moved away, deleted or replaced takes no new work (others would not see it), but the
+    // starts already running are recorded through the open connection, as stopping records them.
+    let fileError: unknown = null;
+    try {
+      if (!this.stopping) this.checkDatabaseFile();
+    } catch (error) {
+      fileError = error;
+    }
+    const claiming = !this.stopping && fileError === null;
+    if (claiming && this.opts.clock() - this.lastRecoveryMs >= this.opts.pollIntervalMs) await this.recover();
+    const { claimed, recorded } = await this.writeDue(claiming);
+    try {
+      await this.printNewEvents(); // orchesjob_start_call is printed before the spawn
+    } finally {
+      // Committed claims are started whatever printing did (their lines print on a later pass), so
+      // that no claim is left without its start and no recorded start waits for ever.
+      for (const { reservation, argv } of claimed) this.track(this.dispatch(reservation, argv));
+      for (const item of recorded) item.recorded();
+    }
+    if (fileError !== null) throw fileError;
     const now = this.opts.clock();
     const next = await nextDueAt(ledger.db);
     let sleepMs = this.opts.pollIntervalMs;
@@ -175,14 +189,14 @@ export class Dispatcher {
    * up to the free slots in queue order, and record the starts that finished. Each claim is a
    * conditional transition (only from RESERVED, only once due), so two dispatchers never hold one.
    * With no start to record, reads first: the write lock is taken only when there is work.
-   * When stopping, it only records.
+   * When not `claiming` (stopping, or the database file is not where it was opened), it only records.
    */
-  private async writeDue(): Promise<{ claimed: Claimed[]; recorded: PendingRecord[] }> {
+  private async writeDue(claiming: boolean): Promise<{ claimed: Claimed[]; recorded: PendingRecord[] }> {
     const db = this.opts.ledger.db;
-    const slots = this.stopping ? 0 : this.opts.maxConcurrentStarts - this.startsRunning;
+    const slots = claiming ? this.opts.maxConcurrentStarts - this.startsRunning : 0;
     const batch = this.toRecord.slice();
     if (batch.length === 0) {
-      if (this.stopping) return { claimed: [], recorded: [] };
+      if (!claiming) return { claimed: [], recorded: [] };
       const nowSec = Math.floor(this.opts.clock() / 1000);
       const work =
         (await anyExpiring(db, nowSec)) || (slots > 0 && (await findReady(db, nowSec, 1)).length > 0);
@@ -191,7 +205,7 @@ export class Dispatcher {
     const { claimed, unrecorded } = await write(db, async (tx) => {
       const nowMs = this.opts.clock();
       const claimed: Claimed[] = [];
-      if (!this.stopping) {
+      if (claiming) {
         const nowSec = Math.floor(nowMs / 1000);
         for (const reservation of (await anyExpiring(tx, nowSec)) ? await findExpiring(tx, nowSec) : []) {
           await applyCommand(tx, reservation, { type: 'Expire', nowMs }, { nowMs, actor: this.actor });
@@ -356,7 +370,8 @@ export class Dispatcher {
 
   /** Print the ledger events after the last printed position, in order, once each. */
   private printNewEvents(): Promise<void> {
-    this.printing = this.printing.then(async () => {
+    // A failed print (a read error) fails this call only; the next one starts from the last line printed.
+    this.printing = this.printing.catch(() => undefined).then(async () => {
       for (;;) {
         const events = await readEventsAfter(this.opts.ledger.db, this.printedPosition, PRINT_PAGE);
         const lines: string[] = [];

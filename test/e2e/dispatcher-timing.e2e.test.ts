@@ -170,6 +170,22 @@ describe('dispatcher and a database that goes away', () => {
     expect(d.stderr).toContain('was replaced by another file');
     expect(d.lines.at(-1)?.event).toBe('reserver_stopped');
   });
+
+  it('replaced while a start runs: that start is recorded (in the file it opened), then it exits 1', async () => {
+    const { copyFileSync, renameSync } = await import('node:fs');
+    const sb = sandbox();
+    writeFaults(sb, { slow: { mode: 'slow', ms: 1500 } });
+    const d = await startDispatcher(sb, ['--poll-interval', '0.2']);
+    await reserve(sb, 'slow', ['echo', 'slow']);
+    await d.waitForLine((l) => l.event === 'orchesjob_start_call' && l.run_key === 'slow');
+    copyFileSync(sb.db, `${sb.db}.copy`);
+    renameSync(`${sb.db}.copy`, sb.db); // the old file lives on, unlinked, under the dispatcher's connection
+    const exit = await d.exited;
+    expect(exit.code).toBe(1);
+    expect(d.stderr).toContain('was replaced by another file');
+    expect(d.events('dispatch_succeeded').map((l) => l.run_key)).toEqual(['slow']);
+    expect(d.lines.at(-1)?.event).toBe('reserver_stopped');
+  }, 20_000);
 });
 
 describe('missed time', () => {
