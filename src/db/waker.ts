@@ -4,7 +4,7 @@ import { basename, dirname } from 'node:path';
 import type { Ledger } from './open.js';
 
 /** Delays (ms) of the checks after a change of the file, until another connection's commit shows. */
-const FOLLOW_UP_MS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
+const FOLLOW_UP_MS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
 
 /**
  * Sleeps that end early: when another connection commits to the database (its main file or its WAL
@@ -15,7 +15,7 @@ const FOLLOW_UP_MS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
  * A writer's WAL frames change the file before its commit is visible: with `synchronous = FULL` the
  * commit waits for its fsync first (src/db/open.ts), and no file event follows it (the commit shows
  * in the shared memory). So after each change `committed` is asked at once and then again with growing
- * delays for about a second; the sleep ends when it says yes.
+ * delays for about two seconds; the sleep ends when it says yes.
  */
 export class LedgerWaker {
   private wakeUp: (() => void) | null = null;
@@ -34,9 +34,10 @@ export class LedgerWaker {
     try {
       this.watcher = watch(dirname(this.path), (_type, name) => {
         if (name !== file && name !== `${file}-wal`) return;
-        // This process's own writes change the file too: only another connection's commit wakes.
-        if (this.committed()) this.wake();
-        else this.watchForCommit(0);
+        // This process's own writes change the file too: only another connection's commit wakes. The
+        // change may also be a commit that is not visible yet: the follow-ups start again either way.
+        if (this.check()) this.wake();
+        this.watchForCommit(0);
       });
       this.watcher.on('error', () => this.close());
     } catch {
@@ -73,6 +74,15 @@ export class LedgerWaker {
     this.followUp = null;
   }
 
+  /** `committed`, and yes when it cannot tell (the woken loop then meets the error and reports it). */
+  private check(): boolean {
+    try {
+      return this.committed();
+    } catch {
+      return true;
+    }
+  }
+
   /** Ask `committed` after each delay from `step` on, until it says yes; a new change starts again. */
   private watchForCommit(step: number): void {
     if (this.followUp !== null) clearTimeout(this.followUp);
@@ -81,7 +91,7 @@ export class LedgerWaker {
     if (delay === undefined) return;
     this.followUp = setTimeout(() => {
       this.followUp = null;
-      if (this.committed()) this.wake();
+      if (this.check()) this.wake();
       else this.watchForCommit(step + 1);
     }, delay);
     this.followUp.unref();
