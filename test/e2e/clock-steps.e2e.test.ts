@@ -1,8 +1,9 @@
 /**
  * Wall-clock steps (an NTP step, a VM resumed, an operator's `date -s`), made with libfaketime (Debian's
- * `libfaketime`, which .ci/run installs): every process of the test, the CLI, the dispatcher and the
- * stand-in orchesjob, reads the same stepped wall clock from one offset file, as processes on one host
- * do; the monotonic clock, which timers use, is left alone, as a real step leaves it.
+ * `libfaketime`, which .ci/run installs): the dispatcher and the stand-in orchesjob it starts read one
+ * stepped wall clock from an offset file, as processes on one host do; the monotonic clock, which timers
+ * use, is left alone, as a real step leaves it. The test's own `reserve` calls run before a step (offset
+ * 0, the real clock), and its `status` calls only read.
  * - Forward an hour: a reservation due in that hour fires, and one whose expiry it passed expires.
  * - Back an hour: nothing fires early (by the clock it now reads) and nothing fires twice.
  */

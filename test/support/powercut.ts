@@ -329,7 +329,9 @@ export function crashStates(recording: Recording, options: { samples: number; ex
     seen.add(digest);
     states.push({ cut, label, files, digest });
   };
-  for (const cut of recording.cuts()) {
+  // Latest cut first: a content that several cuts can leave is checked at the latest of them, where the
+  // most acknowledgements and forks stand before it (the checks only grow stricter with the cut).
+  for (const cut of recording.cuts().reverse()) {
     const { writes, names } = recording.volatileAt(cut);
     const nameChoices = [...new Set([0, names.length, Math.floor(random() * (names.length + 1))])];
     for (const keepNames of nameChoices) {

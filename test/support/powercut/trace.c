@@ -33,6 +33,11 @@
 enum kind { NONE = 0, TRACED_FILE = 1, TRACED_DIR = 2, MARKER = 3 };
 
 static unsigned char fd_kind[MAX_FD];
+/* The file each traced fd was opened on: libuv closes with syscall(SYS_close), past the close below,
+ * so a number can come back for a pipe or another file; an fd counts as traced only while it still
+ * names the same file. */
+static dev_t fd_dev[MAX_FD];
+static ino_t fd_ino[MAX_FD];
 static const char *trace_dir;
 static size_t trace_dir_len;
 static const char *marker_path;
@@ -127,16 +132,26 @@ static enum kind classify(const char *abs) {
   return TRACED_FILE;
 }
 
-static int traced_fd(int fd) { return fd >= 0 && fd < MAX_FD && fd_kind[fd] != NONE; }
+static int traced_fd(int fd) {
+  if (fd < 0 || fd >= MAX_FD || fd_kind[fd] == NONE) return 0;
+  struct stat st;
+  if (fstat(fd, &st) != 0 || st.st_dev != fd_dev[fd] || st.st_ino != fd_ino[fd]) {
+    fd_kind[fd] = NONE;
+    return 0;
+  }
+  return 1;
+}
 
 /* Every open goes through here: the real open runs under the lock, with whether it created the file. */
 static int do_open(int dirfd, const char *path, int flags, mode_t mode, int at) {
   char abs[PATH_MAX];
   enum kind k = (path && absolute(dirfd, path, abs)) ? classify(abs) : NONE;
   if (k == NONE) {
-    if (at) { load_openat(); return real_openat(dirfd, path, flags, mode); }
-    load_open();
-    return real_open(path, flags, mode);
+    int fd;
+    if (at) { load_openat(); fd = real_openat(dirfd, path, flags, mode); }
+    else { load_open(); fd = real_open(path, flags, mode); }
+    if (fd >= 0 && fd < MAX_FD) fd_kind[fd] = NONE;
+    return fd;
   }
   lock();
   struct stat st;
@@ -145,8 +160,10 @@ static int do_open(int dirfd, const char *path, int flags, mode_t mode, int at) 
   if (at) { load_openat(); fd = real_openat(dirfd, path, flags, mode); }
   else { load_open(); fd = real_open(path, flags, mode); }
   int saved = errno;
-  if (fd >= 0 && fd < MAX_FD) {
+  if (fd >= 0 && fd < MAX_FD && fstat(fd, &st) == 0) {
     fd_kind[fd] = (unsigned char)k;
+    fd_dev[fd] = st.st_dev;
+    fd_ino[fd] = st.st_ino;
     if (k != MARKER) emit_bytes("OPEN", fd, !existed, (flags & O_TRUNC) != 0, abs, strlen(abs));
   }
   unlock();
