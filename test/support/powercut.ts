@@ -22,6 +22,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { mulberry32 } from './faults.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
@@ -299,25 +300,13 @@ export interface CrashState {
   readonly digest: string;
 }
 
-/** A small seeded generator (mulberry32), so that a failing state can be built again. */
-export function seededRandom(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
  * The distinct states of every cut: all volatile writes dropped, all kept, and, per cut, every subset
  * when there are at most `exhaustiveUpTo` volatile writes, else `samples` random ones; each with the
  * volatile name changes all kept, none kept, or a random first part.
  */
 export function crashStates(recording: Recording, options: { samples: number; exhaustiveUpTo: number; seed: number }): CrashState[] {
-  const random = seededRandom(options.seed);
+  const random = mulberry32(options.seed);
   const seen = new Set<string>();
   const states: CrashState[] = [];
   const add = (cut: number, label: string, keep: (op: ContentOp) => boolean, keepNames: number) => {
