@@ -237,10 +237,32 @@ export class Recording {
   }
 
   /**
-   * The folder after a cut at `cut`, keeping the volatile writes `keep` says yes to and the first
-   * `keepNames` volatile name changes. Returns each file's content by name.
+   * Each file's durable content at `cut`: its writes that a later sync (before the cut) covers. A
+   * file's durable writes all come before its volatile ones (a sync after a write covers every write
+   * before it), so a state is this content with some volatile writes applied after it, in order.
    */
-  stateAt(cut: number, keep: (op: ContentOp) => boolean, keepNames: number): Map<string, Buffer> {
+  durableAt(cut: number): Map<FileObject, FileImage> {
+    const images = new Map<FileObject, FileImage>();
+    const volatile = new Set<FileObject>();
+    for (const op of this.contentOps) {
+      if (op.index >= cut) break;
+      if (volatile.has(op.object)) continue;
+      if (!syncedBetween(op.object.syncs, op.index, cut)) {
+        volatile.add(op.object);
+        continue;
+      }
+      let image = images.get(op.object);
+      if (image === undefined) images.set(op.object, (image = new FileImage(op.object.initial)));
+      image.apply(op);
+    }
+    return images;
+  }
+
+  /**
+   * The folder after a cut at `cut` (`durable` is `durableAt(cut)`), keeping the volatile writes `keep`
+   * says yes to and the first `keepNames` volatile name changes. Returns each file's content by name.
+   */
+  stateAt(cut: number, durable: Map<FileObject, FileImage>, keep: (op: ContentOp) => boolean, keepNames: number): Map<string, Buffer> {
     const names = new Map(this.initialNames);
     let volatileNames = 0;
     for (const op of this.nameOps) {
@@ -255,17 +277,50 @@ export class Recording {
       }
     }
     const files = new Map<string, Buffer>();
+    const { writes } = this.volatileAt(cut);
     for (const [name, object] of names) {
-      let content: Buffer = Buffer.from(object.initial);
-      for (const op of this.contentOps) {
-        if (op.index >= cut) break;
-        if (op.object !== object) continue;
-        if (!syncedBetween(object.syncs, op.index, cut) && !keep(op)) continue;
-        content = op.kind === 'write' ? writeAt(content, op.offset, op.data) : truncateTo(content, op.size);
-      }
-      files.set(name, content);
+      const image = (durable.get(object) ?? new FileImage(object.initial)).clone();
+      for (const op of writes) if (op.object === object && keep(op)) image.apply(op);
+      files.set(name, image.content());
     }
     return files;
+  }
+}
+
+/** A file's bytes while writes are applied: grows by doubling, reads as zeros where nothing was written. */
+class FileImage {
+  private buf: Buffer;
+  private length: number;
+  constructor(initial: Buffer, capacity = initial.length) {
+    this.buf = Buffer.alloc(Math.max(capacity, 4096));
+    initial.copy(this.buf);
+    this.length = initial.length;
+  }
+  apply(op: ContentOp): void {
+    if (op.kind === 'write') {
+      const end = op.offset + op.data.length;
+      this.reserve(end);
+      op.data.copy(this.buf, op.offset);
+      this.length = Math.max(this.length, end);
+    } else if (op.size < this.length) {
+      this.buf.fill(0, op.size, this.length);
+      this.length = op.size;
+    } else {
+      this.reserve(op.size);
+      this.length = op.size;
+    }
+  }
+  clone(): FileImage {
+    return new FileImage(this.buf.subarray(0, this.length), this.buf.length);
+  }
+  content(): Buffer {
+    return this.buf.subarray(0, this.length);
+  }
+  private reserve(size: number): void {
+    if (size <= this.buf.length) return;
+    const grown = Buffer.alloc(Math.max(size, this.buf.length * 2));
+    this.buf.copy(grown, 0, 0, this.length);
+    this.buf = grown;
   }
 }
 
@@ -279,16 +334,6 @@ function syncedBetween(syncs: readonly number[], after: number, before: number):
     else hi = mid;
   }
   return lo < syncs.length && (syncs[lo] as number) < before;
-}
-
-function writeAt(content: Buffer, offset: number, data: Buffer): Buffer {
-  const out = content.length >= offset + data.length ? content : Buffer.concat([content, Buffer.alloc(offset + data.length - content.length)]);
-  data.copy(out, offset);
-  return out;
-}
-
-function truncateTo(content: Buffer, size: number): Buffer {
-  return size <= content.length ? content.subarray(0, size) : Buffer.concat([content, Buffer.alloc(size - content.length)]);
 }
 
 /** One state a power cut could leave. */
@@ -309,8 +354,9 @@ export function crashStates(recording: Recording, options: { samples: number; ex
   const random = mulberry32(options.seed);
   const seen = new Set<string>();
   const states: CrashState[] = [];
+  let durable = new Map<FileObject, FileImage>();
   const add = (cut: number, label: string, keep: (op: ContentOp) => boolean, keepNames: number) => {
-    const files = recording.stateAt(cut, keep, keepNames);
+    const files = recording.stateAt(cut, durable, keep, keepNames);
     const hash = createHash('sha256');
     for (const [name, content] of [...files].sort(([x], [y]) => x.localeCompare(y))) hash.update(`${name}\0${content.length}\0`).update(content);
     const digest = hash.digest('hex');
@@ -321,6 +367,7 @@ export function crashStates(recording: Recording, options: { samples: number; ex
   // Latest cut first: a content that several cuts can leave is checked at the latest of them, where the
   // most acknowledgements and forks stand before it (the checks only grow stricter with the cut).
   for (const cut of recording.cuts().reverse()) {
+    durable = recording.durableAt(cut);
     const { writes, names } = recording.volatileAt(cut);
     const nameChoices = [...new Set([0, names.length, Math.floor(random() * (names.length + 1))])];
     for (const keepNames of nameChoices) {
