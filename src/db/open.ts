@@ -45,7 +45,7 @@ export async function openLedger(path: string): Promise<Ledger> {
   }
   try {
     const version = readUserVersion(raw, file);
-    // Durability (DESIGN.md): in WAL mode better-sqlite3's default (NORMAL) syncs only at checkpoints,
+    // Durability (docs/durability.md): in WAL mode better-sqlite3's default (NORMAL) syncs only at checkpoints,
     // so a commit, and what a command prints after it, could be lost to a power cut. FULL syncs the WAL
     // in every COMMIT, before the commit becomes visible to other connections; EXTRA costs the same in
     // WAL mode and also syncs the folder after a rollback journal's deletion (the commit of the
@@ -64,9 +64,9 @@ export async function openLedger(path: string): Promise<Ledger> {
       const { migrate } = await import('./migrate.js');
       await migrate(ledger);
     }
-    // SQLite syncs the folder entries of the -wal and -journal files it creates, not the database
-    // file's own: a new file's name (and any folder made for it) is synced here, before anything this
-    // process acknowledges depends on it.
+    // SQLite fsyncs the folder when it first syncs a -wal or -journal, which covers a new database's
+    // name too; nothing syncs the names of the folders made for it, in the folders above. Both are
+    // synced here, before anything this process acknowledges depends on them.
     if (created !== null) for (const folder of [dirname(file), ...created.folders.map((f) => dirname(f))]) syncFolder(folder);
     return ledger;
   } catch (error) {
@@ -95,7 +95,7 @@ function nativeAddon(): string | undefined {
  * fsync a folder, so that the names created or removed in it survive a power cut (POSIX: syncing a file
  * does not sync its folder entry).
  */
-export function syncFolder(folder: string): void {
+function syncFolder(folder: string): void {
   const fd = openSync(folder, 'r');
   try {
     fsyncSync(fd);
