@@ -510,4 +510,26 @@ describe('power cuts: the states a cut could leave, built from a recorded run', 
     expect(rec.pythonKeys.length).toBeGreaterThan(600);
     expect(bad).toEqual([]);
   }, 600_000);
+
+  it('a new database in folders that do not exist yet: the folders above get their new names synced', async () => {
+    const base = sandbox();
+    const top = path.join(base.dir, 'top');
+    fs.mkdirSync(top);
+    const db = path.join(top, 'a', 'b', 'reserver.sqlite3');
+    const log = path.join(base.dir, 'trace.log');
+    const r = await runToEnd(CLI, base, ['reserve', '--db', db, '--run-key', 'deep', '--', 'echo', 'x'], traceEnv(shim, top, log, path.join(base.dir, 'none')));
+    expect(r.code).toBe(0);
+    // Raw records: which paths had an fd opened on them that was then fsynced, before the answer.
+    const records = readTrace(log);
+    const opened = new Map<string, string>();
+    const syncedBeforeAnswer = new Set<string>();
+    let answered = false;
+    for (const rec of records) {
+      if (rec.op === 'OPEN') opened.set(`${rec.pid}:${rec.a}`, rec.data.toString('utf8'));
+      if (rec.op === 'SYNC' && !answered) syncedBeforeAnswer.add(opened.get(`${rec.pid}:${rec.a}`) ?? '?');
+      if (rec.op === 'ACK') answered = true;
+    }
+    expect(answered).toBe(true);
+    for (const folder of [top, path.join(top, 'a'), path.join(top, 'a', 'b')]) expect([...syncedBeforeAnswer]).toContain(folder);
+  });
 });
