@@ -10,12 +10,14 @@ import { fold, IllegalTransitionError } from '../../src/events/index.js';
 import { readStream } from '../../src/events/store.js';
 import { ReserverError } from '../../src/errors.js';
 import { reserve, transition } from '../../src/ledger.js';
+import { anyExpiring, findExpiring, findReady, nextDueAt } from '../../src/projections/reservations.js';
 
 /**
  * Model-based test of the ledger: random sequences of reserve, claim, dispatch, fail, expire, cancel,
  * clean and release-claim, against a real SQLite file and a tiny model written independently of
  * `decide`. After every step: projection == fold of the events == model; versions 1..n without gaps;
- * at most one live reservation per run key; DISPATCHED has a job id; a refused command appended nothing.
+ * at most one live reservation per run key; DISPATCHED has a job id; a refused command appended nothing;
+ * and the dispatcher's reads (ready queue, expiring, next wake) say what the model says.
  */
 
 /** How often each command type was applied (not refused), so the test can tell it is not vacuous. */
@@ -162,6 +164,26 @@ async function checkInvariants(model: Model, real: Real): Promise<void> {
     expect(row.attempts).toBe(m.attempts);
     expect(row.retry_at).toBe(m.retryAt);
   }
+  await checkDispatcherQueries(model, real);
+}
+
+/** What the dispatcher reads (its ready queue, what expires, when to wake) against the model. */
+async function checkDispatcherQueries(model: Model, real: Real): Promise<void> {
+  const { db } = real.ledger;
+  const waiting = [...model.live.values()].filter((m) => m.status === 'RESERVED');
+  const dueAt = (m: ModelReservation) => m.notBefore ?? m.createdAt;
+  const ready = waiting
+    .filter((m) => model.now >= dueAt(m) && (m.retryAt === null || model.now >= m.retryAt))
+    .filter((m) => m.expiresAt === null || model.now < m.expiresAt);
+  const readRows = await findReady(db, model.now, 100);
+  expect(readRows.map((r) => r.reservationId).sort()).toEqual(ready.map((m) => m.id).sort());
+  const order = readRows.map((r) => [r.notBefore ?? r.createdAt, r.createdAt] as const);
+  for (let i = 1; i < order.length; i++) expect(order[i]! >= order[i - 1]!).toBe(true);
+  const expiring = waiting.filter((m) => m.expiresAt !== null && m.expiresAt <= model.now).map((m) => m.id);
+  expect((await findExpiring(db, model.now)).map((r) => r.reservationId).sort()).toEqual(expiring.sort());
+  expect(await anyExpiring(db, model.now)).toBe(expiring.length > 0);
+  const wakes = waiting.flatMap((m) => [Math.max(dueAt(m), m.retryAt ?? 0), ...(m.expiresAt === null ? [] : [m.expiresAt])]);
+  expect(await nextDueAt(db)).toBe(wakes.length === 0 ? null : Math.min(...wakes));
 }
 
 class ReserveCmd implements fc.AsyncCommand<Model, Real> {
