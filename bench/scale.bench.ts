@@ -23,7 +23,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { openLedger } from '../src/db/open.js';
 import { reserve, transition } from '../src/ledger.js';
-import { firingLag, pickupLatency, pythonStartSeconds, startsPerSecond, useLedgerTemplate } from './dispatch.bench.js';
+import { firingLag, floorStartsPerSecond, pickupLatency, pythonStartSeconds, startsPerSecond, useLedgerTemplate } from './dispatch.bench.js';
 import { cachedLedger, LEDGER_CACHE } from './generate.js';
 
 const root = join(new URL('.', import.meta.url).pathname, '..');
@@ -431,7 +431,13 @@ export async function main(args: string[] = []): Promise<void> {
       const [lag, lagWarm] = (await firingLag()) as [Lag, Lag];
       const [lag5, lag5Warm] = (await firingLag(['--max-concurrent-starts', '5'])) as [Lag, Lag];
       const pickups = await pickupLatency();
+      // Throughput against the machine's floor, with an instant orchesjob: 3 interleaved pairs, median ratio.
+      const pairs: { dispatcher: number; floor: number }[] = [];
+      for (let i = 0; i < 3; i++) pairs.push({ floor: await floorStartsPerSecond(200, 4, 0), dispatcher: await startsPerSecond(200, null, 0) });
+      const floorRatio = median(pairs.map((p) => p.dispatcher / p.floor));
       dispatch = {
+        floorPairs: pairs,
+        floorRatio,
         simulatedStartMs: simulated * 1000,
         startsPerSecondOne: one,
         startsPerSecondDefault: dflt,
@@ -458,6 +464,10 @@ export async function main(args: string[] = []): Promise<void> {
             `claims max ${f1(Math.max(...l.claims))} ms   target <= 50   ${verdict(Math.max(...l.starts) <= 50)}`,
         );
       }
+      console.log(
+        `  instant orchesjob, default (4) against the floor (plain spawns, 4 at once, no ledger): ` +
+          `${pairs.map((p) => `${f1(p.dispatcher)}/${f1(p.floor)}`).join(', ')} starts/s: median ${floorRatio.toFixed(2)}x   target >= 0.75x   ${verdict(floorRatio >= 0.75)}`,
+      );
       // Negative: the start call came before the `reserve` process had exited (it commits, prints, then exits).
       console.log(`  pickup after reserve returned: max ${f1(Math.max(...pickups))} ms (${pickups.map(f1).join(', ')})   target <= 100   ${verdict(Math.max(...pickups) <= 100)}`);
     } finally {
@@ -491,6 +501,7 @@ export async function main(args: string[] = []): Promise<void> {
   if (dispatch !== null) {
     const d = dispatch as {
       ratio: number;
+      floorRatio: number;
       lagStartsMs: number[];
       lagWarmStartsMs: number[];
       lag5StartsMs: number[];
@@ -498,6 +509,7 @@ export async function main(args: string[] = []): Promise<void> {
       pickupMs: number[];
     };
     lines.push([`concurrent starts at ${label(big)}`, `${f1(d.ratio)}x`, '>= 3x', d.ratio >= 3]);
+    lines.push([`starts vs the floor at ${label(big)}`, `${d.floorRatio.toFixed(2)}x (median of 3)`, '>= 0.75x', d.floorRatio >= 0.75]);
     lines.push([`firing lag at ${label(big)}, default (4), first dispatch`, `${f1(Math.max(...d.lagStartsMs))} ms`, '<= 50 ms', Math.max(...d.lagStartsMs) <= 50]);
     lines.push([`firing lag at ${label(big)}, default (4), warm`, `${f1(Math.max(...d.lagWarmStartsMs))} ms`, '<= 50 ms', Math.max(...d.lagWarmStartsMs) <= 50]);
     lines.push([`firing lag at ${label(big)}, 5 starts, first dispatch`, `${f1(Math.max(...d.lag5StartsMs))} ms`, '<= 50 ms', Math.max(...d.lag5StartsMs) <= 50]);
