@@ -6,9 +6,6 @@ interface Placeholder {
   readonly placeholder: number;
 }
 
-/** What `build` receives for each argument: a placeholder, typed as the value it stands for. */
-type Placeholders<A extends readonly unknown[]> = A;
-
 /**
  * A query that Kysely builds and compiles once per process, then runs with each call's values through
  * the same Kysely handle (so inside the caller's transaction). For the statements the dispatcher runs
@@ -20,7 +17,7 @@ type Placeholders<A extends readonly unknown[]> = A;
  * Every argument must reach the query; one that does not throws at the first use, in any test.
  */
 export function prepared<A extends readonly unknown[], R>(
-  build: (db: Kysely<Database>, ...args: Placeholders<A>) => Compilable<R>,
+  build: (db: Kysely<Database>, ...args: A) => Compilable<R>,
 ): (db: Kysely<Database>, ...args: A) => Promise<R[]> {
   let compiled: { query: CompiledQuery<R>; order: Binding[] } | null = null;
   return async (db, ...args) => {
@@ -37,11 +34,11 @@ type Binding = number | { readonly constant: unknown };
 
 function compileOnce<A extends readonly unknown[], R>(
   db: Kysely<Database>,
-  build: (db: Kysely<Database>, ...args: Placeholders<A>) => Compilable<R>,
+  build: (db: Kysely<Database>, ...args: A) => Compilable<R>,
   arity: number,
 ): { query: CompiledQuery<R>; order: Binding[] } {
   const placeholders: Placeholder[] = Array.from({ length: arity }, (_, placeholder) => ({ placeholder }));
-  const query = build(db, ...(placeholders as unknown as Placeholders<A>)).compile();
+  const query = build(db, ...(placeholders as unknown as A)).compile();
   const order = query.parameters.map((parameter): Binding => {
     const index = placeholders.indexOf(parameter as Placeholder);
     return index === -1 ? { constant: parameter } : index;

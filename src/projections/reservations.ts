@@ -225,20 +225,19 @@ const selectReady = prepared((db, nowSec: number, limit: number) =>
     .limit(limit),
 );
 
-/** RESERVED reservations whose `expires_at` has come (`expires_at <= now`), up to `limit` (-1: all). */
-export async function findExpiring(db: Reader, nowSec: number, limit = -1): Promise<Reservation[]> {
-  return (await selectExpiring(db, nowSec, limit)).map(rowToReservation);
+/** RESERVED reservations whose `expires_at` has come (`expires_at <= now`). */
+export async function findExpiring(db: Reader, nowSec: number): Promise<Reservation[]> {
+  return (await selectExpiring(db, nowSec)).map(rowToReservation);
 }
 
-const selectExpiring = prepared((db, nowSec: number, limit: number) =>
+const selectExpiring = prepared((db, nowSec: number) =>
   db
     .selectFrom('reservations')
     .selectAll()
     .where('reservation_status', '=', 'RESERVED')
     .where('expires_at', '<=', nowSec)
     .orderBy('expires_at')
-    .orderBy('reservation_id')
-    .limit(limit),
+    .orderBy('reservation_id'),
 );
 
 /**
