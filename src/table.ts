@@ -1,5 +1,5 @@
 import type { Reservation } from './events/index.js';
-import { shellJoin } from './orchesjob.js';
+import { shellJoin } from './orchesjob/argv.js';
 import { localIso } from './output.js';
 
 /**

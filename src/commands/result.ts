@@ -1,7 +1,11 @@
 import { defineCommand } from 'citty';
+import { commonArgs } from '../cli/args.js';
+import { runParsed } from '../cli/help.js';
+import { identity, identityArgs, resolveReservation } from '../cli/identity.js';
+import { orchesjobBin, withLedger } from '../cli/paths.js';
 import { ReserverError } from '../errors.js';
-import { callWithFallback, proxyOutcome } from '../orchesjob.js';
-import { commonArgs, identity, identityArgs, orchesjobBin, parseOrHelp, resolveReservation, withLedger } from './shared.js';
+import { OrchesjobClient } from '../orchesjob/client.js';
+import { passThrough } from './proxy.js';
 
 export const command = defineCommand({
   meta: {
@@ -13,18 +17,12 @@ export const command = defineCommand({
       'Example: orchesjob-reserver result --run-key nightly-2026-05-04',
   },
   args: { ...identityArgs, ...commonArgs },
-  async run(ctx) {
-    const parsed = await parseOrHelp(ctx);
-    if (parsed === null) return;
-    const { flags } = parsed;
+  run: runParsed(async ({ flags }) => {
     const id = identity(flags);
     const reservation = await withLedger(flags, (ledger) => resolveReservation(ledger, id));
     if (reservation.jobId === null) {
       throw new ReserverError('NOT_DISPATCHED', 'Reservation has not been dispatched yet; job_id is not available.');
     }
-    const jobId = reservation.jobId;
-    proxyOutcome(
-      await callWithFallback(orchesjobBin(flags), ['result', '--job-id', jobId], ['status', '--job-id', jobId]),
-    );
-  },
+    passThrough(await new OrchesjobClient(orchesjobBin(flags)).result(reservation.jobId));
+  }),
 });

@@ -1,19 +1,12 @@
 import { defineCommand } from 'citty';
+import { commonArgs, formatArg, outputFormat } from '../cli/args.js';
+import { runParsed } from '../cli/help.js';
+import { identity, identityArgs, resolveReservation } from '../cli/identity.js';
+import { orchesjobBin, withLedger } from '../cli/paths.js';
 import { ReserverError } from '../errors.js';
-import { callOrchesjob } from '../orchesjob.js';
+import { OrchesjobClient } from '../orchesjob/client.js';
 import { printJson, reservationJson, writeStdout } from '../output.js';
 import { reservationDetail } from '../table.js';
-import {
-  commonArgs,
-  formatArg,
-  identity,
-  identityArgs,
-  orchesjobBin,
-  outputFormat,
-  parseOrHelp,
-  resolveReservation,
-  withLedger,
-} from './shared.js';
 
 export const command = defineCommand({
   meta: {
@@ -30,15 +23,12 @@ export const command = defineCommand({
     ...formatArg,
     ...commonArgs,
   },
-  async run(ctx) {
-    const parsed = await parseOrHelp(ctx);
-    if (parsed === null) return;
-    const { flags } = parsed;
+  run: runParsed(async ({ flags }) => {
     const id = identity(flags);
     const format = outputFormat(flags);
     const reservation = await withLedger(flags, (ledger) => resolveReservation(ledger, id));
     const output: Record<string, unknown> = { reservation: reservationJson(reservation) };
-    if (flags['include-job'] === true && reservation.jobId !== null) {
+    if (flags['include-job'] && reservation.jobId !== null) {
       output['job'] = await jobStatus(orchesjobBin(flags), reservation.jobId);
     }
     if (format === 'table') {
@@ -46,21 +36,22 @@ export const command = defineCommand({
     } else {
       printJson(output);
     }
-  },
+  }),
 });
 
-/** orchesjob's view of the job; its JSON as printed, or its raw output when it is not JSON. */
+/** orchesjob's view of the job: its JSON as printed, or its raw output when it is not JSON. */
 async function jobStatus(bin: string, jobId: string): Promise<unknown> {
-  const outcome = await callOrchesjob(bin, ['status', '--job-id', jobId]);
-  if (outcome.code !== 0) {
-    throw new ReserverError(
-      'GENERAL',
-      `orchesjob status --job-id ${jobId} failed with exit code ${outcome.code ?? outcome.signal}: ${outcome.stderr.trim()}`,
-    );
-  }
-  try {
-    return JSON.parse(outcome.stdout);
-  } catch {
-    return { raw_stdout: outcome.stdout, raw_stderr: outcome.stderr };
+  const status = await new OrchesjobClient(bin).jobStatus(jobId);
+  switch (status.kind) {
+    case 'json':
+      return status.value;
+    case 'raw':
+      return { raw_stdout: status.stdout, raw_stderr: status.stderr };
+    case 'failed':
+      throw new ReserverError('GENERAL', status.message);
+    default: {
+      const unhandled: never = status;
+      return unhandled;
+    }
   }
 }
