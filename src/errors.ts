@@ -1,22 +1,30 @@
 /**
  * The error tree of the CLI. Every failure a user can cause or meet has a stable code; the entry point
- * maps codes to the exit statuses of the contract in one place (`EXIT_CODES`).
+ * maps codes to the exit statuses of the contract through the one map of every status (`EXIT_CODES`).
  */
-export type ErrorCode =
-  | 'GENERAL'
-  | 'INVALID_ARGUMENT'
-  | 'NOT_FOUND'
-  | 'NOT_DISPATCHED'
-  | 'CANNOT_CANCEL';
 
-/** Exit statuses of the spec: 1 general, 2 invalid arguments, 4 not found, 5 not dispatched, 6 cannot cancel. */
-export const EXIT_CODES: { readonly [C in ErrorCode]: number } = {
-  GENERAL: 1,
-  INVALID_ARGUMENT: 2,
-  NOT_FOUND: 4,
-  NOT_DISPATCHED: 5,
-  CANNOT_CANCEL: 6,
-};
+/**
+ * Every exit status this program sets, by name, with what the top-level usage says of it. `meaning`
+ * is null for the two a shell would report anyway for a process killed by a signal (128 + its number),
+ * which `run` and `events --follow` use when a second SIGINT/SIGTERM cuts a clean stop short. (A
+ * status orchesjob returned, which `result` and `cancel` pass through, is orchesjob's.)
+ */
+export const EXIT_CODES = {
+  OK: { status: 0, meaning: 'ok' },
+  GENERAL: { status: 1, meaning: 'general error' },
+  INVALID_ARGUMENT: { status: 2, meaning: 'invalid arguments' },
+  NOT_FOUND: { status: 4, meaning: 'not found' },
+  NOT_DISPATCHED: { status: 5, meaning: 'not dispatched' },
+  CANNOT_CANCEL: { status: 6, meaning: 'cannot cancel' },
+  VERIFY_MISMATCH: { status: 7, meaning: 'replay --verify mismatch' },
+  INTERRUPTED: { status: 130, meaning: null },
+  TERMINATED: { status: 143, meaning: null },
+} as const satisfies Record<string, { readonly status: number; readonly meaning: string | null }>;
+
+export type ExitName = keyof typeof EXIT_CODES;
+
+/** The exit statuses a `ReserverError` can carry: every one but success and those not thrown. */
+export type ErrorCode = Exclude<ExitName, 'OK' | 'VERIFY_MISMATCH' | 'INTERRUPTED' | 'TERMINATED'>;
 
 /** A failure with a message meant for the user: printed as `{"error": message}`, never as a stack. */
 export class ReserverError extends Error {
@@ -32,4 +40,9 @@ export class ReserverError extends Error {
 /** Shorthand for the most common case: a bad flag or value (exit 2). */
 export function invalidArgument(message: string): ReserverError {
   return new ReserverError('INVALID_ARGUMENT', message);
+}
+
+/** The message of anything thrown. */
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }

@@ -1,7 +1,7 @@
 import type { CommandDef, ParsedArgs } from 'citty';
 import type { SubCommandName } from './commands/index.js';
 import { isSubCommand, SUBCOMMAND_DESCRIPTIONS, SUBCOMMAND_NAMES } from './commands/index.js';
-import { EXIT_CODES, ReserverError } from './errors.js';
+import { EXIT_CODES, messageOf, ReserverError } from './errors.js';
 import { errorLine, writeStdout } from './output.js';
 
 declare const __VERSION__: string;
@@ -46,11 +46,11 @@ async function cli(argv: string[], load: CommandLoader): Promise<number> {
       `invalid choice: ${JSON.stringify(first)} (choose from ${SUBCOMMAND_NAMES.join(', ')})`,
     );
   }
-  // The command parses its own arguments (src/argv.ts, strictly); citty's runCommand would first
+  // The command parses its own arguments (src/cli/argv.ts, strictly); citty's runCommand would first
   // parse them loosely with node:util, which costs milliseconds of start-up and decides nothing.
   const command = await load(first);
   await command.run?.({ rawArgs: argv.slice(1), args: { _: [] } as unknown as ParsedArgs, cmd: command, data: undefined });
-  return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  return typeof process.exitCode === 'number' ? process.exitCode : EXIT_CODES.OK.status;
 }
 
 function usage(): string {
@@ -65,22 +65,28 @@ function usage(): string {
     ...names.map((n) => `  ${n.padEnd(width)}  ${SUBCOMMAND_DESCRIPTIONS[n]}`),
     '',
     'Output: one JSON document on stdout; on failure {"error": "..."} on stderr.',
-    'Exit codes: 0 ok, 1 general error, 2 invalid arguments, 4 not found, 5 not dispatched, 6 cannot cancel, 7 replay --verify mismatch.',
+    `Exit codes: ${exitCodes()}.`,
     '',
   ].join('\n');
+}
+
+/** The statuses the contract documents, as the usage lists them: `0 ok, 1 general error, ...`. */
+function exitCodes(): string {
+  return Object.values(EXIT_CODES)
+    .flatMap(({ status, meaning }) => (meaning === null ? [] : [`${status} ${meaning}`]))
+    .join(', ');
 }
 
 async function report(error: unknown, verbose: boolean): Promise<number> {
   if (error instanceof ReserverError) {
     process.stderr.write(`${errorLine(error.message)}\n`);
-    return EXIT_CODES[error.code];
+    return EXIT_CODES[error.code].status;
   }
   if (verbose && error instanceof Error && error.stack) {
     // consola costs tens of milliseconds to load: only for this diagnostic.
     const { consola } = await import('consola');
     consola.error(error.stack);
   }
-  const message = error instanceof Error ? error.message : String(error);
-  process.stderr.write(`${errorLine(message)}\n`);
-  return EXIT_CODES.GENERAL;
+  process.stderr.write(`${errorLine(messageOf(error))}\n`);
+  return EXIT_CODES.GENERAL.status;
 }

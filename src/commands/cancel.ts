@@ -1,10 +1,15 @@
 import { defineCommand } from 'citty';
+import { commonArgs } from '../cli/args.js';
+import { runParsed } from '../cli/help.js';
+import { identity, identityArgs } from '../cli/identity.js';
+import { orchesjobBin, withLedger } from '../cli/paths.js';
 import { ReserverError } from '../errors.js';
+import type { Reservation } from '../events/index.js';
 import { IllegalTransitionError } from '../events/index.js';
-import { transition } from '../ledger.js';
-import { callWithFallback, proxyOutcome } from '../orchesjob.js';
+import { write } from '../ledger.js';
+import { OrchesjobClient } from '../orchesjob/client.js';
 import { printJson, reservationJson } from '../output.js';
-import { commonArgs, identity, identityArgs, orchesjobBin, parseOrHelp, resolveReservation, withLedger } from './shared.js';
+import { passThrough } from './proxy.js';
 
 export const command = defineCommand({
   meta: {
@@ -16,35 +21,28 @@ export const command = defineCommand({
       'Example: orchesjob-reserver cancel --run-key nightly-2026-05-04',
   },
   args: { ...identityArgs, ...commonArgs },
-  async run(ctx) {
-    const parsed = await parseOrHelp(ctx);
-    if (parsed === null) return;
-    const { flags } = parsed;
+  run: runParsed(async ({ flags }) => {
     const id = identity(flags);
-    const dispatched = await withLedger(flags, async (ledger) => {
-      const current = await resolveReservation(ledger, id);
-      if (current.jobId !== null) return current;
-      try {
-        const { reservation } = await transition(
-          ledger.db,
-          { reservationId: current.reservationId },
-          { type: 'Cancel' },
-          { actor: 'cli:cancel' },
-        );
-        printJson({ cancelled: true, reservation: reservationJson(reservation) });
-        return null;
-      } catch (error) {
-        if (error instanceof IllegalTransitionError) {
-          throw new ReserverError(
-            'CANNOT_CANCEL',
-            `Cannot cancel reservation in status ${error.from} without job_id.`,
-          );
+    // One transaction reads the state and cancels it, so that a dispatch committed in between cannot
+    // be cancelled as RESERVED: a reservation with a job id is its job's to cancel.
+    const done = await withLedger(flags, (ledger) =>
+      write(ledger.db, { actor: 'cli:cancel' }, async (w): Promise<{ cancelled: Reservation } | { jobId: string }> => {
+        const current = await w.read(id);
+        if (current.jobId !== null) return { jobId: current.jobId };
+        try {
+          return { cancelled: (await w.execute({ state: current }, { type: 'Cancel' })).reservation };
+        } catch (error) {
+          if (error instanceof IllegalTransitionError) {
+            throw new ReserverError('CANNOT_CANCEL', `Cannot cancel reservation in status ${error.from} without job_id.`);
+          }
+          throw error;
         }
-        throw error;
-      }
-    });
-    if (dispatched === null) return;
-    const jobId = dispatched.jobId as string;
-    proxyOutcome(await callWithFallback(orchesjobBin(flags), ['cancel', '--job-id', jobId], ['abort', '--job-id', jobId]));
-  },
+      }),
+    );
+    if ('cancelled' in done) {
+      printJson({ cancelled: true, reservation: reservationJson(done.cancelled) });
+      return;
+    }
+    passThrough(await new OrchesjobClient(orchesjobBin(flags)).cancel(done.jobId));
+  }),
 });

@@ -1,12 +1,25 @@
 import { defineCommand } from 'citty';
-import type { Flags } from '../argv.js';
+import type { FlagsDef, FlagValues } from '../cli/argv.js';
+import { commonArgs } from '../cli/args.js';
+import { runParsed } from '../cli/help.js';
+import { validRunKey } from '../cli/identity.js';
+import { withLedger } from '../cli/paths.js';
 import { invalidArgument } from '../errors.js';
-import { applyCommand, write } from '../ledger.js';
+import { write } from '../ledger.js';
 import { printJson, reservationJson } from '../output.js';
 import type { CleanSelection } from '../projections/reservations.js';
 import { findCleanable } from '../projections/reservations.js';
 import { parseTime } from '../time.js';
-import { commonArgs, parseOrHelp, str, validRunKey, withLedger } from './shared.js';
+
+/** How `clean` selects reservations (the Python tool's selection rules, `parseSelection`). */
+const selectionArgs = {
+  before: { type: 'string', valueHint: 'DATETIME', description: 'Delete terminal reservations updated before this time' },
+  after: { type: 'string', valueHint: 'DATETIME', description: 'Delete terminal reservations updated at or after this time' },
+  all: { type: 'boolean', description: 'Delete all matching terminal reservations' },
+  'job-id': { type: 'string', valueHint: 'ID', description: 'Delete one terminal reservation by job ID' },
+  'reservation-id': { type: 'string', valueHint: 'ID', description: 'Delete one terminal reservation by reservation ID' },
+  'run-key': { type: 'string', valueHint: 'KEY', description: 'Restrict deletion to a run key; combine with --before, --after or --all' },
+} as const satisfies FlagsDef;
 
 export const command = defineCommand({
   meta: {
@@ -19,33 +32,22 @@ export const command = defineCommand({
       'Example: orchesjob-reserver clean --before 2026-06-01 --dry-run',
   },
   args: {
-    before: { type: 'string', valueHint: 'DATETIME', description: 'Delete terminal reservations updated before this time' },
-    after: { type: 'string', valueHint: 'DATETIME', description: 'Delete terminal reservations updated at or after this time' },
-    all: { type: 'boolean', description: 'Delete all matching terminal reservations' },
-    'job-id': { type: 'string', valueHint: 'ID', description: 'Delete one terminal reservation by job ID' },
-    'reservation-id': { type: 'string', valueHint: 'ID', description: 'Delete one terminal reservation by reservation ID' },
-    'run-key': { type: 'string', valueHint: 'KEY', description: 'Restrict deletion to a run key; combine with --before, --after or --all' },
+    ...selectionArgs,
     'dry-run': { type: 'boolean', description: 'Print what would be deleted without making changes' },
     ...commonArgs,
   },
-  async run(ctx) {
-    const parsed = await parseOrHelp(ctx);
-    if (parsed === null) return;
-    const { flags } = parsed;
+  run: runParsed(async ({ flags }) => {
     const selection = parseSelection(flags);
-    const dryRun = flags['dry-run'] === true;
+    const dryRun = flags['dry-run'];
     await withLedger(flags, async (ledger) => {
       if (dryRun) {
         const matched = await findCleanable(ledger.db, selection);
         printJson({ deleted: 0, dry_run: true, matched: matched.length, reservations: matched.map(reservationJson) });
         return;
       }
-      const matched = await write(ledger.db, async (tx) => {
-        const found = await findCleanable(tx, selection);
-        const nowMs = Date.now();
-        for (const reservation of found) {
-          await applyCommand(tx, reservation, { type: 'Clean' }, { nowMs, actor: 'cli:clean' });
-        }
+      const matched = await write(ledger.db, { actor: 'cli:clean' }, async (w) => {
+        const found = await findCleanable(w.tx, selection);
+        for (const state of found) await w.execute({ state }, { type: 'Clean' });
         return found;
       });
       printJson({
@@ -55,17 +57,12 @@ export const command = defineCommand({
         reservations: matched.map(reservationJson),
       });
     });
-  },
+  }),
 });
 
 /** The Python tool's selection rules, with its messages. */
-function parseSelection(flags: Flags): CleanSelection {
-  const jobId = str(flags, 'job-id');
-  const reservationId = str(flags, 'reservation-id');
-  const runKeyFlag = str(flags, 'run-key');
-  const beforeFlag = str(flags, 'before');
-  const afterFlag = str(flags, 'after');
-  const all = flags['all'] === true;
+function parseSelection(flags: FlagValues<typeof selectionArgs>): CleanSelection {
+  const { 'job-id': jobId, 'reservation-id': reservationId, 'run-key': runKeyFlag, before: beforeFlag, after: afterFlag, all } = flags;
   const ranged = beforeFlag !== undefined || afterFlag !== undefined || all || runKeyFlag !== undefined;
   if (jobId !== undefined && reservationId !== undefined) {
     throw invalidArgument('--job-id and --reservation-id cannot be combined.');

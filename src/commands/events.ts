@@ -1,13 +1,16 @@
 import { defineCommand } from 'citty';
-import type { Flags } from '../argv.js';
+import { commonArgs } from '../cli/args.js';
+import { runParsed } from '../cli/help.js';
+import { integerFlag, POSITIVE_INTEGER } from '../cli/integer.js';
+import { dbPath } from '../cli/paths.js';
+import { onStopSignals } from '../cli/signals.js';
 import type { Ledger } from '../db/open.js';
 import { openLedger } from '../db/open.js';
 import { committedElsewhere, LedgerWaker } from '../db/waker.js';
-import { invalidArgument } from '../errors.js';
-import { lastPosition, readEventsAfter } from '../events/store.js';
+import { lastPosition } from '../events/store.js';
+import { LedgerTail } from '../events/tail.js';
 import { stringifySorted } from '../json.js';
 import { eventJson } from '../output.js';
-import { commonArgs, dbPath, onStopSignals, parseOrHelp, str } from './shared.js';
 
 /** Events read per query: a backlog of millions never sits in memory at once. */
 const BATCH_SIZE = 1000;
@@ -40,13 +43,10 @@ export const command = defineCommand({
     follow: { type: 'boolean', description: 'Keep printing new events until SIGTERM/SIGINT' },
     ...commonArgs,
   },
-  async run(ctx) {
-    const parsed = await parseOrHelp(ctx);
-    if (parsed === null) return;
-    const { flags } = parsed;
-    const since = parseSince(flags);
-    const limit = parseLimit(flags);
-    const follow = flags['follow'] === true;
+  run: runParsed(async ({ flags }) => {
+    const since = integerFlag(flags, 'since', { min: 0, expected: 'a ledger position: an integer >= 0' }) ?? 0;
+    const limit = integerFlag(flags, 'limit', POSITIVE_INTEGER) ?? null;
+    const follow = flags.follow;
     const path = dbPath(flags);
 
     const tail = new EventTail({ since, limit, follow });
@@ -62,28 +62,8 @@ export const command = defineCommand({
     } finally {
       removeSignalHandlers();
     }
-  },
+  }),
 });
-
-function parseSince(flags: Flags): number {
-  const value = str(flags, 'since');
-  if (value === undefined) return 0;
-  const n = Number(value);
-  if (!/^\s*\+?\d+\s*$/.test(value) || !Number.isSafeInteger(n)) {
-    throw invalidArgument(`Invalid --since: ${JSON.stringify(value)} (a ledger position: an integer >= 0).`);
-  }
-  return n;
-}
-
-function parseLimit(flags: Flags): number | null {
-  const value = str(flags, 'limit');
-  if (value === undefined) return null;
-  const n = Number(value);
-  if (!/^\s*\+?\d+\s*$/.test(value) || !Number.isSafeInteger(n) || n <= 0) {
-    throw invalidArgument(`Invalid --limit: ${JSON.stringify(value)} (a positive integer).`);
-  }
-  return n;
-}
 
 interface TailOptions {
   /** Print events after this position (exclusive). */
@@ -95,12 +75,11 @@ interface TailOptions {
 }
 
 /**
- * Prints the ledger from a position on, in bounded batches, and with `follow` keeps doing so as other
- * processes append. Each event is printed once: the next read starts after the last position written,
- * and SQLite makes positions visible in order (one writer at a time assigns and commits them).
+ * Prints the ledger from a position on (the dispatcher's `LedgerTail`), and with `follow` keeps doing
+ * so as other processes append, until a stop, the limit, or the reader going away.
  */
 class EventTail {
-  private position: number;
+  private readonly tail: LedgerTail;
   private remaining: number;
   private readonly follow: boolean;
   private readonly out: NodeJS.WriteStream;
@@ -113,7 +92,7 @@ class EventTail {
   private waker: LedgerWaker | null = null;
 
   constructor(options: TailOptions) {
-    this.position = options.since;
+    this.tail = new LedgerTail(options.since);
     this.remaining = options.limit ?? Number.POSITIVE_INFINITY;
     this.follow = options.follow;
     this.out = options.out ?? process.stdout;
@@ -152,21 +131,18 @@ class EventTail {
     return this.remaining <= 0 || this.outputClosed || this.stopAt !== null;
   }
 
-  /** Print every event visible now (or up to `stopAt`), one bounded batch at a time. */
+  /** Print every event visible now (or up to `stopAt`, once a stop was asked), a bounded page at a time. */
   private async catchUp(ledger: Ledger): Promise<void> {
-    while (this.remaining > 0 && !this.outputClosed) {
-      if (this.stopRequested && this.stopAt === null) this.stopAt = await lastPosition(ledger.db);
-      if (this.stopAt !== null && this.position >= this.stopAt) return;
-      const batch = await readEventsAfter(ledger.db, this.position, Math.min(BATCH_SIZE, this.remaining));
-      const stopAt = this.stopAt;
-      const events = stopAt === null ? batch : batch.filter((e) => e.position <= stopAt);
-      const last = events[events.length - 1];
-      if (last === undefined) return;
-      await this.write(events.map((e) => `${stringifySorted(eventJson(e))}\n`).join(''));
-      this.position = last.position;
-      this.remaining -= events.length;
-      if (events.length < batch.length) return;
-    }
+    const stopPending = () => this.stopRequested && this.stopAt === null;
+    do {
+      if (stopPending()) this.stopAt = await lastPosition(ledger.db);
+      this.remaining -= await this.tail.drain(ledger.db, (events) => this.write(events.map((e) => `${stringifySorted(eventJson(e))}\n`).join('')), {
+        pageSize: BATCH_SIZE,
+        limit: this.remaining,
+        until: this.stopAt,
+        more: () => !this.outputClosed && !stopPending(),
+      });
+    } while (stopPending() && !this.outputClosed);
   }
 
   /** Write complete lines, waiting for the reader when the pipe is full (memory stays bounded). */

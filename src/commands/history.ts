@@ -1,8 +1,11 @@
 import { defineCommand } from 'citty';
+import { commonArgs } from '../cli/args.js';
+import { runParsed } from '../cli/help.js';
+import { identity, identityArgs } from '../cli/identity.js';
+import { withLedger } from '../cli/paths.js';
 import { ReserverError } from '../errors.js';
 import { readReservationHistory, readRunKeyHistory } from '../events/queries.js';
 import { eventJson, printJson } from '../output.js';
-import { commonArgs, identity, identityArgs, parseOrHelp, withLedger } from './shared.js';
 
 export const command = defineCommand({
   meta: {
@@ -17,10 +20,7 @@ export const command = defineCommand({
     ...identityArgs,
     ...commonArgs,
   },
-  async run(ctx) {
-    const parsed = await parseOrHelp(ctx);
-    if (parsed === null) return;
-    const { flags } = parsed;
+  run: runParsed(async ({ flags }) => {
     const id = identity(flags);
     const events = await withLedger(flags, (ledger) =>
       'runKey' in id ? readRunKeyHistory(ledger.db, id.runKey) : readReservationHistory(ledger.db, id.reservationId),
@@ -29,5 +29,5 @@ export const command = defineCommand({
       throw new ReserverError('NOT_FOUND', 'Reservation not found.');
     }
     printJson({ events: events.map(eventJson) });
-  },
+  }),
 });

@@ -1,11 +1,14 @@
 import { defineCommand } from 'citty';
+import { commonArgs, formatArg, outputFormat } from '../cli/args.js';
+import { runParsed } from '../cli/help.js';
+import { integerFlag, POSITIVE_INTEGER } from '../cli/integer.js';
+import { withLedger } from '../cli/paths.js';
 import { invalidArgument } from '../errors.js';
 import type { ReservationStatus } from '../events/index.js';
 import { RESERVATION_STATUSES } from '../events/index.js';
 import { printJson, reservationJson, writeStdout } from '../output.js';
 import { listReservations } from '../projections/reservations.js';
 import { reservationsTable } from '../table.js';
-import { commonArgs, formatArg, outputFormat, parseOrHelp, str, withLedger } from './shared.js';
 
 export const command = defineCommand({
   meta: {
@@ -22,17 +25,14 @@ export const command = defineCommand({
     ...formatArg,
     ...commonArgs,
   },
-  async run(ctx) {
-    const parsed = await parseOrHelp(ctx);
-    if (parsed === null) return;
-    const { flags } = parsed;
-    const status = parseStatus(str(flags, 'status'));
-    const limit = parseLimit(str(flags, 'limit'));
+  run: runParsed(async ({ flags }) => {
+    const status = parseStatus(flags.status);
+    const limit = integerFlag(flags, 'limit', POSITIVE_INTEGER) ?? 50;
     const format = outputFormat(flags);
     const reservations = await withLedger(flags, (ledger) => listReservations(ledger.db, { status, limit }));
     if (format === 'table') writeStdout(reservationsTable(reservations, Math.floor(Date.now() / 1000)));
     else printJson({ reservations: reservations.map(reservationJson) });
-  },
+  }),
 });
 
 function parseStatus(value: string | undefined): ReservationStatus | null {
@@ -41,13 +41,4 @@ function parseStatus(value: string | undefined): ReservationStatus | null {
     throw invalidArgument(`Invalid --status: ${JSON.stringify(value)} (choose from ${RESERVATION_STATUSES.join(', ')}).`);
   }
   return value as ReservationStatus;
-}
-
-function parseLimit(value: string | undefined): number {
-  if (value === undefined) return 50;
-  const n = Number(value);
-  if (!/^\s*\+?\d+\s*$/.test(value) || !Number.isSafeInteger(n) || n <= 0) {
-    throw invalidArgument(`Invalid --limit: ${JSON.stringify(value)} (a positive integer).`);
-  }
-  return n;
 }

@@ -1,15 +1,16 @@
 import { defineCommand } from 'citty';
+import { commonArgs } from '../cli/args.js';
+import { runParsed } from '../cli/help.js';
+import { integerFlag } from '../cli/integer.js';
+import { withLedger } from '../cli/paths.js';
+import type { Tx } from '../db/transaction.js';
 import { immediate } from '../db/transaction.js';
-import { ownerLiveness } from '../dispatcher/owner.js';
-import { invalidArgument, ReserverError } from '../errors.js';
+import { ownerLiveness, recordedClaim } from '../dispatcher/owner.js';
+import { EXIT_CODES, invalidArgument, ReserverError } from '../errors.js';
 import { findClaimed } from '../projections/reservations.js';
 import { foldLedger, liveReservations, rebuildProjection, verifyProjection } from '../projections/replay.js';
 import { printJson, reservationJson } from '../output.js';
 import { parseTime } from '../time.js';
-import { commonArgs, parseOrHelp, str, withLedger } from './shared.js';
-
-/** `replay --verify` found the projection and the ledger disagreeing. */
-export const EXIT_MISMATCH = 7;
 
 export const command = defineCommand({
   meta: {
@@ -27,34 +28,30 @@ export const command = defineCommand({
     rebuild: { type: 'boolean', description: 'Rebuild the reservations table from the ledger, in one transaction' },
     ...commonArgs,
   },
-  async run(ctx) {
-    const parsed = await parseOrHelp(ctx);
-    if (parsed === null) return;
-    const { flags } = parsed;
-    const positionFlag = str(flags, 'position');
-    const asOfFlag = str(flags, 'as-of');
-    const modes = [positionFlag !== undefined, asOfFlag !== undefined, flags['verify'] === true, flags['rebuild'] === true];
+  run: runParsed(async ({ flags }) => {
+    const asOfFlag = flags['as-of'];
+    const modes = [flags.position !== undefined, asOfFlag !== undefined, flags.verify, flags.rebuild];
     if (modes.filter(Boolean).length !== 1) {
       throw invalidArgument('Specify exactly one of --position, --as-of, --verify or --rebuild.');
     }
-    const position = positionFlag === undefined ? undefined : parsePosition(positionFlag);
+    const position = integerFlag(flags, 'position', { min: 0, expected: 'a ledger position, 0 or more' });
     const second = asOfFlag === undefined ? undefined : parseTime(asOfFlag, 'as_of');
 
     await withLedger(flags, async (ledger) => {
-      if (flags['verify'] === true) {
+      if (flags.verify) {
         const result = await verifyProjection(ledger);
         printJson(result);
-        if (!result.verified) process.exitCode = EXIT_MISMATCH;
+        if (!result.verified) process.exitCode = EXIT_CODES.VERIFY_MISMATCH.status;
         return;
       }
-      if (flags['rebuild'] === true) {
+      if (flags.rebuild) {
         const result = await immediate(ledger.db, async (tx) => {
-          const live = (await findClaimed(tx)).filter((r) => r.claim !== null && ownerLiveness(r.claim, null) !== 'gone');
+          const live = await claimsOfLiveOwners(tx);
           if (live.length > 0) {
             throw new ReserverError(
               'GENERAL',
               `refusing to rebuild: ${live.length} reservation(s) are claimed by a dispatcher that is still running ` +
-                `(${live.map((r) => `${r.runKey} by pid ${r.claim?.pid}`).join(', ')}); stop it first`,
+                `(${live.map((c) => `${c.runKey} by pid ${c.pid}`).join(', ')}); stop it first`,
             );
           }
           return rebuildProjection(tx, ledger.raw);
@@ -65,13 +62,19 @@ export const command = defineCommand({
       const folded = await foldLedger(ledger, { position, second });
       printJson({ as_of_position: folded.position, reservations: liveReservations(folded).map(reservationJson) });
     });
-  },
+  }),
 });
 
-function parsePosition(value: string): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n)) {
-    throw invalidArgument(`Invalid --position: ${JSON.stringify(value)} (a ledger position, 0 or more).`);
+/**
+ * The claims whose owner may still be running, judged as recovery judges them (`ownerLiveness` on the
+ * claim event, its recorded process start included): a rebuild is refused exactly while recovery would
+ * leave a claim to its owner.
+ */
+async function claimsOfLiveOwners(tx: Tx): Promise<{ runKey: string; pid: number }[]> {
+  const live: { runKey: string; pid: number }[] = [];
+  for (const reservation of await findClaimed(tx)) {
+    const claim = await recordedClaim(tx, reservation.reservationId);
+    if (claim !== null && ownerLiveness(claim) !== 'gone') live.push({ runKey: reservation.runKey, pid: claim.pid });
   }
-  return n;
+  return live;
 }

@@ -1,9 +1,14 @@
 import { defineCommand } from 'citty';
+import { commonArgs } from '../cli/args.js';
+import { runParsed } from '../cli/help.js';
+import { validRunKey } from '../cli/identity.js';
+import type { IntegerRange } from '../cli/integer.js';
+import { integerFlag } from '../cli/integer.js';
+import { withLedger } from '../cli/paths.js';
 import { invalidArgument } from '../errors.js';
-import { reserve } from '../ledger.js';
+import { execute } from '../ledger.js';
 import { printJson, reservationJson } from '../output.js';
 import { parseTime } from '../time.js';
-import { commonArgs, list, parseOrHelp, str, validRunKey, withLedger } from './shared.js';
 
 /** Metadata is a JSON object of at most 64 KiB (UTF-8). */
 export const MAX_METADATA_BYTES = 64 * 1024;
@@ -47,47 +52,39 @@ export const command = defineCommand({
     },
     ...commonArgs,
   },
-  async run(ctx) {
-    const parsed = await parseOrHelp(ctx, { takesCommand: true });
-    if (parsed === null) return;
-    const { flags } = parsed;
-    const runKeyFlag = str(flags, 'run-key');
+  run: runParsed({ takesCommand: true }, async ({ flags, command: target }) => {
+    const runKeyFlag = flags['run-key'];
     if (runKeyFlag === undefined) throw invalidArgument('the following arguments are required: --run-key');
     const runKey = validRunKey(runKeyFlag);
-    const command = parsed.command ?? [];
+    const command = target ?? [];
     if (command.length === 0) throw invalidArgument('reserve requires command after --');
-    const startOptions = list(flags, 'orchesjob-start-option');
+    const startOptions = flags['orchesjob-start-option'];
     for (const arg of [...command, ...startOptions]) {
       if (arg.includes('\0')) throw invalidArgument('Invalid command: an argument contains a NUL byte.');
     }
     if (command[0] === '') throw invalidArgument('Invalid command: the program name is empty.');
-    const notBeforeFlag = str(flags, 'not-before');
-    const expiresAtFlag = str(flags, 'expires-at');
+    const notBeforeFlag = flags['not-before'];
+    const expiresAtFlag = flags['expires-at'];
     const notBefore = notBeforeFlag === undefined ? null : parseTime(notBeforeFlag, 'not_before');
     const expiresAt = expiresAtFlag === undefined ? null : parseTime(expiresAtFlag, 'expires_at');
-    const metadata = parseMetadata(str(flags, 'metadata-json'));
-    const maxAttempts = wholeNumber(str(flags, 'max-attempts'), 'max-attempts', 1, MAX_ATTEMPTS_LIMIT) ?? 1;
-    const retryDelay = wholeNumber(str(flags, 'retry-delay'), 'retry-delay', 0, MAX_RETRY_DELAY) ?? DEFAULT_RETRY_DELAY;
+    const metadata = parseMetadata(flags['metadata-json']);
+    const maxAttempts = integerFlag(flags, 'max-attempts', wholeNumber(1, MAX_ATTEMPTS_LIMIT)) ?? 1;
+    const retryDelay = integerFlag(flags, 'retry-delay', wholeNumber(0, MAX_RETRY_DELAY)) ?? DEFAULT_RETRY_DELAY;
 
     await withLedger(flags, async (ledger) => {
-      const result = await reserve(
+      const result = await execute(
         ledger.db,
-        runKey,
-        { type: 'Reserve', command, orchesjobStartOptions: startOptions, metadata, notBefore, expiresAt, maxAttempts, retryDelay },
+        null,
+        { type: 'Reserve', runKey, command, orchesjobStartOptions: startOptions, metadata, notBefore, expiresAt, maxAttempts, retryDelay },
         { actor: 'cli:reserve' },
       );
-      printJson({ created: result.created, reservation: reservationJson(result.reservation) });
+      printJson({ created: result.events.length > 0, reservation: reservationJson(result.reservation) });
     });
-  },
+  }),
 });
 
-function wholeNumber(value: string | undefined, flag: string, min: number, max: number): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!/^\s*\d+\s*$/.test(value) || n < min || n > max) {
-    throw invalidArgument(`Invalid --${flag}: ${JSON.stringify(value)} (a whole number from ${min} to ${max}).`);
-  }
-  return n;
+function wholeNumber(min: number, max: number): IntegerRange {
+  return { min, max, expected: `a whole number from ${min} to ${max}` };
 }
 
 function parseMetadata(text: string | undefined): Record<string, unknown> | null {

@@ -1,9 +1,13 @@
 import { defineCommand } from 'citty';
-import type { Flags } from '../argv.js';
+import type { StringFlagName } from '../cli/argv.js';
+import { commonArgs } from '../cli/args.js';
+import { runParsed } from '../cli/help.js';
+import { integerFlag, POSITIVE_INTEGER } from '../cli/integer.js';
+import { dbPath, orchesjobBin } from '../cli/paths.js';
+import { onStopSignals } from '../cli/signals.js';
 import { openLedger, refuseWorldWritable } from '../db/open.js';
-import { invalidArgument } from '../errors.js';
+import { EXIT_CODES, invalidArgument } from '../errors.js';
 import { Dispatcher } from '../dispatcher/dispatcher.js';
-import { commonArgs, dbPath, list, onStopSignals, orchesjobBin, parseOrHelp, str } from './shared.js';
 
 export const command = defineCommand({
   meta: {
@@ -33,14 +37,11 @@ export const command = defineCommand({
     },
     ...commonArgs,
   },
-  async run(ctx) {
-    const parsed = await parseOrHelp(ctx);
-    if (parsed === null) return;
-    const { flags } = parsed;
+  run: runParsed(async ({ flags }) => {
     const pollIntervalMs = seconds(flags, 'poll-interval', 2.0);
     const errorSleepMs = seconds(flags, 'error-sleep', 5.0);
     const startTimeoutMs = seconds(flags, 'start-timeout', 60);
-    const maxConcurrentStarts = positiveInteger(flags, 'max-concurrent-starts', 4);
+    const maxConcurrentStarts = integerFlag(flags, 'max-concurrent-starts', POSITIVE_INTEGER) ?? 4;
     const bin = orchesjobBin(flags);
     const path = dbPath(flags);
     refuseWorldWritable(path);
@@ -49,7 +50,7 @@ export const command = defineCommand({
       ledger,
       dbLabel: path,
       orchesjobBin: bin,
-      startOptions: list(flags, 'orchesjob-start-option'),
+      startOptions: flags['orchesjob-start-option'],
       pollIntervalMs,
       errorSleepMs,
       startTimeoutMs,
@@ -59,30 +60,20 @@ export const command = defineCommand({
     const removeSignalHandlers = onStopSignals(() => dispatcher.stop(), 'orchesjob-reserver run');
     try {
       await dispatcher.run();
-      if (dispatcher.replaced) process.exitCode = 1;
+      if (dispatcher.replaced) process.exitCode = EXIT_CODES.GENERAL.status;
     } finally {
       removeSignalHandlers();
       await ledger.close();
     }
-  },
+  }),
 });
 
-function seconds(flags: Flags, name: string, fallback: number): number {
-  const value = str(flags, name);
+function seconds<F, K extends StringFlagName<F>>(flags: F, name: K, fallback: number): number {
+  const value = flags[name] as string | undefined;
   if (value === undefined) return fallback * 1000;
   const n = Number(value);
   if (value.trim() === '' || !Number.isFinite(n) || n <= 0) {
     throw invalidArgument(`Invalid --${name}: ${JSON.stringify(value)} (a positive number of seconds).`);
   }
   return n * 1000;
-}
-
-function positiveInteger(flags: Flags, name: string, fallback: number): number {
-  const value = str(flags, name);
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n <= 0) {
-    throw invalidArgument(`Invalid --${name}: ${JSON.stringify(value)} (a positive integer).`);
-  }
-  return n;
 }

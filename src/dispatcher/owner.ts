@@ -1,6 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import type { ClaimOwner } from '../events/index.js';
+import type { Kysely } from 'kysely';
+import type { Database } from '../db/schema.js';
+import type { ClaimOwner, DispatchClaimedData } from '../events/index.js';
+import { readStream } from '../events/store.js';
 
 /**
  * Whether the process that holds a claim still exists. A claim is released only when its owner is
@@ -39,8 +42,28 @@ export function selfOwner(dispatcherId: string): ClaimOwner & { process_start: s
   return { dispatcher_id: dispatcherId, host: hostname(), pid: process.pid, process_start: processStart(process.pid) };
 }
 
-/** Judge a claim owner from this host. */
-export function ownerLiveness(owner: ClaimOwner, recordedStart: string | null | undefined): Liveness {
+/**
+ * A claim's owner as its `DispatchClaimed` event recorded it: the process, and that process's start,
+ * which tells the owner apart from a later process given the same pid.
+ */
+export type RecordedOwner = ClaimOwner & { readonly process_start?: string | null };
+
+/** The claim behind a DISPATCHING reservation: its last `DispatchClaimed` event, and when it was recorded. */
+export type RecordedClaim = DispatchClaimedData & { readonly claimedAtMs: number };
+
+/** The claim a reservation's ledger stream last recorded, or null when it has none. */
+export async function recordedClaim(db: Kysely<Database>, reservationId: string): Promise<RecordedClaim | null> {
+  const claim = (await readStream(db, reservationId)).findLast((e) => e.type === 'DispatchClaimed');
+  if (claim === undefined || claim.type !== 'DispatchClaimed') return null;
+  return { ...claim.data, claimedAtMs: claim.recordedAtMs };
+}
+
+/**
+ * Judge a claim's owner from this host, by what its claim recorded. The one rule for every caller:
+ * recovery releases a claim only when its owner is `gone`, and `replay --rebuild` refuses while any
+ * owner is not, so the two never disagree about a dispatcher still running.
+ */
+export function ownerLiveness(owner: RecordedOwner): Liveness {
   if (owner.host !== hostname()) return 'unknown';
   if (owner.pid <= 0) return 'gone'; // no process: a claim adopted from the Python tool (pid 0)
   if (owner.pid === process.pid) return 'alive';
@@ -50,9 +73,9 @@ export function ownerLiveness(owner: ClaimOwner, recordedStart: string | null | 
     if ((error as NodeJS.ErrnoException).code === 'ESRCH') return 'gone';
     // EPERM: a process exists under another user; judge it by its start below.
   }
-  if (recordedStart) {
+  if (owner.process_start) {
     const current = processStart(owner.pid);
-    if (current !== null && current !== recordedStart) return 'gone'; // the pid was reused
+    if (current !== null && current !== owner.process_start) return 'gone'; // the pid was reused
   }
   return 'alive';
 }

@@ -1,10 +1,9 @@
 /**
  * parseArgv: the argv rules citty cannot express (DESIGN.md "Commands", STYLE.md "Know the parser").
  */
-import type { ArgsDef } from 'citty';
 import { describe, expect, it } from 'vitest';
-import { parseArgv } from '../../src/argv.js';
-import type { ArgvOptions } from '../../src/argv.js';
+import { parseArgv } from '../../src/cli/argv.js';
+import type { ArgvOptions, FlagsDef } from '../../src/cli/argv.js';
 import { EXIT_CODES, ReserverError } from '../../src/errors.js';
 
 /** Shaped like reserve's definition (plus `--limit`, a numeric flag as `list` has). */
@@ -16,13 +15,13 @@ const DEF = {
   limit: { type: 'string' },
   db: { type: 'string' },
   'orchesjob-bin': { type: 'string' },
-  'orchesjob-start-option': { type: 'string' },
+  'orchesjob-start-option': { type: 'string', repeatable: true },
   verbose: { type: 'boolean' },
   target: { type: 'positional' },
-} as const satisfies ArgsDef;
+} as const satisfies FlagsDef;
 
-const RESERVE: ArgvOptions = { repeatable: ['orchesjob-start-option'], takesCommand: true };
-const STATUS: ArgvOptions = { repeatable: ['orchesjob-start-option'] };
+const RESERVE: ArgvOptions = { takesCommand: true };
+const STATUS: ArgvOptions = {};
 
 const parse = (args: string[], options: ArgvOptions = RESERVE) => parseArgv(args, DEF, options);
 
@@ -37,21 +36,23 @@ function usageError(args: string[], options: ArgvOptions = RESERVE): ReserverErr
   expect(caught).toBeInstanceOf(ReserverError);
   const e = caught as ReserverError;
   expect(e.code).toBe('INVALID_ARGUMENT');
-  expect(EXIT_CODES[e.code]).toBe(2);
+  expect(EXIT_CODES[e.code].status).toBe(2);
   return e;
 }
 
 describe('the target command', () => {
   it('everything after `--` is the command, even our own flags', () => {
     expect(parse(['--run-key', 'k', '--', 'prog', '--run-key', 'x', '--db', 'y', '--help', '--'])).toEqual({
-      flags: { 'run-key': 'k', 'orchesjob-start-option': [] },
+      flags: { 'run-key': 'k', 'orchesjob-start-option': [], verbose: false },
+      help: false,
       command: ['prog', '--run-key', 'x', '--db', 'y', '--help', '--'],
     });
   });
 
   it('without `--`, the first positional starts the command', () => {
     expect(parse(['--run-key', 'k', 'echo', '--db', 'x'])).toEqual({
-      flags: { 'run-key': 'k', 'orchesjob-start-option': [] },
+      flags: { 'run-key': 'k', 'orchesjob-start-option': [], verbose: false },
+      help: false,
       command: ['echo', '--db', 'x'],
     });
   });
@@ -66,8 +67,8 @@ describe('the target command', () => {
   });
 
   it('`-- prog --help` does not ask for help', () => {
-    expect(parse(['--run-key', 'k', '--', 'prog', '--help']).flags['help']).toBeUndefined();
-    expect(parse(['--run-key', 'k', 'prog', '-h']).flags['help']).toBeUndefined();
+    expect(parse(['--run-key', 'k', '--', 'prog', '--help']).help).toBe(false);
+    expect(parse(['--run-key', 'k', 'prog', '-h']).help).toBe(false);
   });
 
   it('a positional is an error when the subcommand takes no command', () => {
@@ -126,6 +127,7 @@ describe('values', () => {
       db: '/tmp/x.sqlite3',
       'metadata-json': '{"a": 1}',
       'orchesjob-start-option': [],
+      verbose: false,
     });
     expect(parse(['--run-key=']).flags['run-key']).toBe('');
   });
@@ -197,9 +199,36 @@ describe('unknown and repeated flags', () => {
 });
 
 describe('help', () => {
-  it('`--help` and `-h` set flags.help, anywhere before the command', () => {
-    expect(parse(['--help']).flags['help']).toBe(true);
-    expect(parse(['--run-key', 'k', '-h', '--', 'prog']).flags['help']).toBe(true);
-    expect(parse(['-h'], STATUS).flags['help']).toBe(true);
+  it('`--help` and `-h` ask for help, anywhere before the command', () => {
+    expect(parse(['--help']).help).toBe(true);
+    expect(parse(['--run-key', 'k', '-h', '--', 'prog']).help).toBe(true);
+    expect(parse(['-h'], STATUS).help).toBe(true);
+    expect(parse([]).help).toBe(false);
+  });
+});
+
+describe('typed flags: the definition is the only declaration', () => {
+  it('each flag reads as declared: string | undefined, every value when repeatable, boolean (false when absent)', () => {
+    const { flags } = parse(['--run-key', 'k', '--orchesjob-start-option=--strict']);
+    const runKey: string | undefined = flags['run-key'];
+    const startOptions: readonly string[] = flags['orchesjob-start-option'];
+    const verbose: boolean = flags.verbose;
+    expect({ runKey, startOptions, verbose, db: flags.db }).toEqual({
+      runKey: 'k',
+      startOptions: ['--strict'],
+      verbose: false,
+      db: undefined,
+    });
+  });
+
+  it('a name the definition does not declare, or a value read as the wrong type, does not compile', () => {
+    const { flags } = parse([]);
+    // @ts-expect-error a misspelt flag name
+    expect(flags['run-kye']).toBeUndefined();
+    // @ts-expect-error a positional slot of the definition is not a flag
+    expect(flags.target).toBeUndefined();
+    // @ts-expect-error a string flag may be absent
+    const runKey: string = flags['run-key'];
+    expect(runKey).toBeUndefined();
   });
 });
