@@ -9,7 +9,7 @@ import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openLedger } from '../src/db/open.js';
-import { reserve } from '../src/ledger.js';
+import { execute } from '../src/ledger.js';
 
 const root = join(new URL('.', import.meta.url).pathname, '..');
 const CLI = join(root, 'dist/cli.js');
@@ -87,10 +87,10 @@ export async function startsPerSecond(count: number, maxConcurrent: number | nul
   try {
     const ledger = await openLedger(db);
     for (let i = 0; i < count; i++) {
-      await reserve(
+      await execute(
         ledger.db,
-        `bench-${i}`,
-        { type: 'Reserve', command: ['/bin/true', String(i)], orchesjobStartOptions: [], metadata: null, notBefore: null, expiresAt: null },
+        null,
+        { type: 'Reserve', runKey: `bench-${i}`, command: ['/bin/true', String(i)], orchesjobStartOptions: [], metadata: null, notBefore: null, expiresAt: null },
         { actor: 'bench' },
       );
     }

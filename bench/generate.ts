@@ -1,9 +1,9 @@
 /**
  * Ledger generator for the scale bench: `generateLedger(path, events)` writes a ledger of exactly
- * `events` events through the ledger's own write path (`write` + `applyCommand` of src/ledger.ts; a new
- * stream's `Reserved` is appended by the same steps `reserve()` takes: `findByRunKey`, `decide`,
- * `stamp`, `appendEvents`, `evolve`, `writeProjection`, because `reserve()` opens its own
- * transaction and cannot join a big one). Thousands of events per transaction, one process.
+ * `events` events through the ledger's one write call (`execute`/`write` of src/ledger.ts), one
+ * transaction per simulated moment (its clock reading is that moment, and so are the ids' times), in
+ * one process. The file is bench data: it is written with `synchronous = OFF`, and checkpointed and
+ * closed before use.
  *
  * What it simulates, over ~6 months of explicit clocks (events appended in time order, streams
  * interleaved as a real dispatcher would write them):
@@ -21,21 +21,16 @@ import { existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { monotonicFactory } from 'ulid';
 import { openLedger } from '../src/db/open.js';
-import type { Tx } from '../src/db/transaction.js';
-import { startArgv } from '../src/dispatcher/start.js';
+import { startArgv } from '../src/orchesjob/argv.js';
 import type { Reservation, ReservationCommand } from '../src/events/index.js';
-import { decide, evolve } from '../src/events/index.js';
-import { appendEvents, stamp } from '../src/events/store.js';
-import { applyCommand, write } from '../src/ledger.js';
-import { findByRunKey, writeProjection } from '../src/projections/reservations.js';
+import type { WriteOptions } from '../src/ledger.js';
+import { execute, write } from '../src/ledger.js';
 
 /** Bump when the generated mix changes: cached files of another version are not reused. */
-export const GENERATOR_VERSION = 1;
+export const GENERATOR_VERSION = 2;
 
 const DAY_MS = 86_400_000;
 const SPAN_MS = 180 * DAY_MS;
-/** Events per transaction. */
-const TX_EVENTS = 20_000;
 /** Terminal reservations become cleanable this long after their last event. */
 const CLEAN_AGE_MS = 7 * DAY_MS;
 const CLEAN_SHARE = 0.7;
@@ -191,14 +186,16 @@ export async function generateLedger(
   const owner = () => ({ dispatcher_id: dispatcher.id, host: 'edge-7', pid: dispatcher.pid, process_start: `boot:${dispatcher.pid}` });
   const dispatcherActor = () => `dispatcher:${dispatcher.id}`;
 
-  const apply = async (tx: Tx, stream: Stream, command: ReservationCommand, nowMs: number, actor: string) => {
-    const { reservation, events: stored } = await applyCommand(tx, stream.state, command, { nowMs, actor });
+  /** The write options of a step at `at` by `actor`: the simulated moment is its clock and its ids' time. */
+  const at$ = (at: number, actor: string): WriteOptions => ({ actor, now: () => at, newId: () => ids(at) });
+  const apply = async (stream: Stream, command: ReservationCommand, at: number, actor: string) => {
+    const { reservation, events: stored } = await execute(ledger.db, { reservationId: stream.state.reservationId }, command, at$(at, actor));
     stream.state = reservation;
     appended += stored.length;
   };
 
   /** A new stream: `reserve` at `at`. */
-  const arrive = async (tx: Tx, at: number): Promise<void> => {
+  const arrive = async (at: number): Promise<void> => {
     let kind = chooseKind();
     const budget = events - committed;
     if (KIND_EVENTS[kind] > budget) kind = budget >= 2 ? 'cancelled' : 'pending';
@@ -220,6 +217,7 @@ export async function generateLedger(
     const metadata = rand() < 0.6 ? { dag_id: runKey.split('.')[0], task_id: runKey.split('.')[1]?.split('-')[0], try_number: between(1, 3) } : null;
     const command: Extract<ReservationCommand, { type: 'Reserve' }> = {
       type: 'Reserve',
+      runKey,
       command: ['/opt/jobs/run.sh', '--job', runKey.split('-')[0] as string, '--date', new Date(at).toISOString().slice(0, 10)],
       orchesjobStartOptions: rand() < 0.3 ? ['--strict'] : [],
       metadata,
@@ -227,22 +225,12 @@ export async function generateLedger(
       expiresAt,
       ...(kind === 'retried' ? { maxAttempts: 3, retryDelay: 60 } : {}),
     };
-    // reserve()'s own steps, inside this transaction.
-    const existing = await findByRunKey(tx, runKey);
-    if (existing !== null) throw new Error(`generator bug: run key ${runKey} is live`);
-    const stamped = stamp(decide(existing, command), { reservationId: ids(at), runKey, version: 0 }, {
-      nowMs: at,
-      actor: 'cli:reserve',
-      newId: () => ids(at),
-    });
-    const stored = await appendEvents(tx, stamped);
-    let state: Reservation | null = null;
-    for (const event of stored) state = evolve(state, event);
-    await writeProjection(tx, state as Reservation);
+    const { reservation: state, events: stored } = await execute(ledger.db, null, command, at$(at, 'cli:reserve'));
+    if (stored.length === 0) throw new Error(`generator bug: run key ${runKey} is live`);
     appended += stored.length;
     committed += KIND_EVENTS[kind];
     streams++;
-    const stream: Stream = { kind, state: state as Reservation, step: 1 };
+    const stream: Stream = { kind, state, step: 1 };
     if (kind === 'pending') return;
     if (kind === 'cancelled') {
       schedule.push(at + between(60_000, 2 * 3_600_000), stream);
@@ -255,29 +243,29 @@ export async function generateLedger(
   };
 
   /** The stream's next step at `at`. */
-  const advance = async (tx: Tx, stream: Stream, at: number): Promise<void> => {
+  const advance = async (stream: Stream, at: number): Promise<void> => {
     const { kind, step } = stream;
     const actor = dispatcherActor();
     const claim = () =>
-      apply(tx, stream, { type: 'Claim', owner: owner(), argv: startArgv('orchesjob', [], stream.state), nowMs: at, startTimeoutMs: 60_000 }, at, actor);
+      apply(stream, { type: 'Claim', owner: owner(), argv: startArgv('orchesjob', [], stream.state), startTimeoutMs: 60_000 }, at, actor);
     const startMs = () => between(150, 900); // how long orchesjob start takes
     let next: number | null = null;
     if (kind === 'cancelled') {
-      await apply(tx, stream, { type: 'Cancel' }, at, 'cli:cancel');
+      await apply(stream, { type: 'Cancel' }, at, 'cli:cancel');
     } else if (kind === 'expired') {
-      await apply(tx, stream, { type: 'Expire', nowMs: at }, at, actor);
+      await apply(stream, { type: 'Expire' }, at, actor);
     } else if (step === 1) {
       await claim();
       next = at + startMs();
     } else if (kind === 'dispatched' || (kind === 'retried' && step === 4) || (kind === 'released' && step === 4)) {
-      await apply(tx, stream, { type: 'RecordDispatch', jobId: `job-${(jobSeq++).toString(36).padStart(8, '0')}` }, at, actor);
+      await apply(stream, { type: 'RecordDispatch', jobId: `job-${(jobSeq++).toString(36).padStart(8, '0')}` }, at, actor);
     } else if (kind === 'failed') {
-      await apply(tx, stream, { type: 'RecordFailure', error: 'orchesjob start exited 1: error: command not found', exitCode: 1, nowMs: at }, at, actor);
+      await apply(stream, { type: 'RecordFailure', error: 'orchesjob start exited 1: error: command not found', exitCode: 1 }, at, actor);
     } else if (kind === 'retried' && step === 2) {
-      await apply(tx, stream, { type: 'RecordFailure', error: 'orchesjob start exited 75: temporary failure', exitCode: 75, nowMs: at }, at, actor);
+      await apply(stream, { type: 'RecordFailure', error: 'orchesjob start exited 75: temporary failure', exitCode: 75 }, at, actor);
       next = (stream.state.retryAt as number) * 1000 + between(1, 40);
     } else if (kind === 'released' && step === 2) {
-      await apply(tx, stream, { type: 'ReleaseClaim', reason: 'owner gone; orchesjob knows no job started since the claim' }, at, actor);
+      await apply(stream, { type: 'ReleaseClaim', reason: 'owner gone; orchesjob knows no job started since the claim' }, at, actor);
       next = at + between(1000, 3000);
     } else if (step === 3) {
       await claim();
@@ -291,16 +279,19 @@ export async function generateLedger(
   };
 
   /** The nightly `clean`: most terminal reservations older than a week, one transaction's worth. */
-  const cleanNight = async (tx: Tx, at: number): Promise<void> => {
+  const cleanNight = async (at: number): Promise<void> => {
+    const cleaning: Reservation[] = [];
     while (terminalHead < terminal.length && (terminal[terminalHead] as { at: number }).at < at - CLEAN_AGE_MS) {
       const { state } = terminal[terminalHead++] as { state: Reservation };
       if (rand() >= CLEAN_SHARE || committed >= events) continue;
       committed++;
-      const stream: Stream = { kind: 'dispatched', state, step: 0 };
-      await apply(tx, stream, { type: 'Clean' }, at, 'cli:clean');
-      cleaned++;
+      cleaning.push(state);
       if (rand() < REUSE_SHARE) freedKeys.push(state.runKey);
     }
+    await write(ledger.db, at$(at, 'cli:clean'), async (w) => {
+      for (const { reservationId } of cleaning) appended += (await w.execute({ reservationId }, { type: 'Clean' })).events.length;
+    });
+    cleaned += cleaning.length;
     if (terminalHead > 100_000) {
       terminal.splice(0, terminalHead);
       terminalHead = 0;
@@ -308,29 +299,25 @@ export async function generateLedger(
   };
 
   try {
+    ledger.raw.pragma('synchronous = OFF'); // bench data: a power cut during generation loses nothing of value
     while (appended < events) {
-      await write(ledger.db, async (tx) => {
-        const limit = appended + TX_EVENTS;
-        while (appended < limit && appended < events) {
-          const arrivalAt = committed < events ? nextArrival : Infinity;
-          const stepAt = schedule.peekAt();
-          const at = Math.min(arrivalAt, stepAt, nextClean);
-          if (at === Infinity || (committed >= events && schedule.size === 0)) {
-            throw new Error(`generator bug: stuck at ${appended} of ${events} events`);
-          }
-          if (at === nextClean) {
-            await cleanNight(tx, at);
-            nextClean += DAY_MS;
-            if (at - dispatcher.since > 7 * DAY_MS) dispatcher = { id: ids(at), pid: between(1000, 60000), since: at }; // a restart
-          } else if (at === stepAt) {
-            const { item } = schedule.pop();
-            await advance(tx, item, at);
-          } else {
-            await arrive(tx, at);
-            nextArrival = at + Math.max(1, Math.round(-Math.log(1 - rand()) * meanGapMs));
-          }
-        }
-      });
+      const arrivalAt = committed < events ? nextArrival : Infinity;
+      const stepAt = schedule.peekAt();
+      const at = Math.min(arrivalAt, stepAt, nextClean);
+      if (at === Infinity || (committed >= events && schedule.size === 0)) {
+        throw new Error(`generator bug: stuck at ${appended} of ${events} events`);
+      }
+      if (at === nextClean) {
+        await cleanNight(at);
+        nextClean += DAY_MS;
+        if (at - dispatcher.since > 7 * DAY_MS) dispatcher = { id: ids(at), pid: between(1000, 60000), since: at }; // a restart
+      } else if (at === stepAt) {
+        const { item } = schedule.pop();
+        await advance(item, at);
+      } else {
+        await arrive(at);
+        nextArrival = at + Math.max(1, Math.round(-Math.log(1 - rand()) * meanGapMs));
+      }
     }
     const liveRows = Number(ledger.raw.prepare('SELECT count(*) AS n FROM reservations').pluck().get());
     ledger.raw.pragma('wal_checkpoint(TRUNCATE)');

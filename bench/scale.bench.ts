@@ -22,7 +22,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, wr
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { openLedger } from '../src/db/open.js';
-import { reserve, transition } from '../src/ledger.js';
+import { execute } from '../src/ledger.js';
 import { firingLag, floorStartsPerSecond, pickupLatency, pythonStartSeconds, startsPerSecond, useLedgerTemplate } from './dispatch.bench.js';
 import { cachedLedger, LEDGER_CACHE } from './generate.js';
 
@@ -98,22 +98,22 @@ async function workCopy(size: number, runs: number): Promise<string> {
     // The same rows in every size: one for `status`, one per `clean` run (+1 for the warm-up).
     const keys = ['bench-status', ...Array.from({ length: runs + 1 }, (_, i) => `bench-clean-${i}`)];
     for (const key of keys) {
-      const { reservation } = await reserve(
+      const { reservation } = await execute(
         ledger.db,
-        key,
-        { type: 'Reserve', command: ['/bin/true', key], orchesjobStartOptions: [], metadata: { bench: true }, notBefore: null, expiresAt: null },
+        null,
+        { type: 'Reserve', runKey: key, command: ['/bin/true', key], orchesjobStartOptions: [], metadata: { bench: true }, notBefore: null, expiresAt: null },
         { actor: 'bench' },
       );
       const at = reservation.createdAtMs + 5;
-      await transition(
+      await execute(
         ledger.db,
         { reservationId: reservation.reservationId },
-        { type: 'Claim', owner: { dispatcher_id: 'bench', host: 'bench', pid: 1 }, argv: ['orchesjob'], nowMs: at },
-        { actor: 'dispatcher:bench', clock: () => at },
+        { type: 'Claim', owner: { dispatcher_id: 'bench', host: 'bench', pid: 1 }, argv: ['orchesjob'] },
+        { actor: 'dispatcher:bench', now: () => at },
       );
-      await transition(ledger.db, { reservationId: reservation.reservationId }, { type: 'RecordDispatch', jobId: `job-${key}` }, {
+      await execute(ledger.db, { reservationId: reservation.reservationId }, { type: 'RecordDispatch', jobId: `job-${key}` }, {
         actor: 'dispatcher:bench',
-        clock: () => at + 200,
+        now: () => at + 200,
       });
     }
   } finally {
@@ -275,7 +275,7 @@ export async function main(args: string[] = []): Promise<void> {
     const ledger = await openLedger(dbs.get(size) as string);
     try {
       for (let i = 0; i <= opts.runs; i++) {
-        await transition(ledger.db, { runKey: `bench-new-${size}-${process.pid}-${i}` }, { type: 'Cancel' }, { actor: 'bench' });
+        await execute(ledger.db, { runKey: `bench-new-${size}-${process.pid}-${i}` }, { type: 'Cancel' }, { actor: 'bench' });
       }
     } finally {
       await ledger.close();
@@ -339,7 +339,7 @@ export async function main(args: string[] = []): Promise<void> {
   {
     const ledger = await openLedger(empty);
     try {
-      for (let i = 0; i < startupRounds; i++) await transition(ledger.db, { runKey: startupKey(i) }, { type: 'Cancel' }, { actor: 'bench' });
+      for (let i = 0; i < startupRounds; i++) await execute(ledger.db, { runKey: startupKey(i) }, { type: 'Cancel' }, { actor: 'bench' });
     } finally {
       await ledger.close();
     }

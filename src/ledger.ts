@@ -7,117 +7,121 @@ import { ReserverError } from './errors.js';
 import type { Reservation, ReservationCommand, ReservationState } from './events/index.js';
 import { decide, evolve } from './events/index.js';
 import type { StoredEvent } from './events/store.js';
-import { appendEvents, ConcurrencyError, stamp } from './events/store.js';
+import { appendEvents, stamp } from './events/store.js';
 import { findById, findByRunKey, writeProjection } from './projections/reservations.js';
 import { urandomFractions } from './random.js';
 
 /**
- * The write path. Every state change goes through `applyCommand`, inside one `BEGIN IMMEDIATE`
- * transaction: read the state, `decide`, append the events, `evolve`, write the projection row.
- * Nothing else writes `reservations`.
+ * The write path: the one way any state changes. `execute` runs one command in its own transaction;
+ * `write` runs several in one (the dispatcher's group commit, `clean`). Either way each command is read
+ * the state, `decide`, append the events, `evolve`, write the projection row, inside one
+ * `BEGIN IMMEDIATE` transaction. Nothing else writes `reservations` or `reservation_events`.
+ *
+ * The clock is read once per transaction, after the write lock is held: every event of it carries that
+ * time, and every decision that depends on time (is it due, has it expired, when is the retry) is
+ * taken at it. Another writer cannot interleave (the lock is taken up front), so a decision is never
+ * taken on a stale state and nothing needs retrying; `UNIQUE(reservation_id, version)` stays as the
+ * ledger's last guard (`ConcurrencyError`).
  */
 
 /** Who writes, and the clock they read. */
-export interface WriteContext {
+export interface WriteOptions {
   /** `cli:reserve`, `dispatcher:<id>` ... stored on every event. */
   readonly actor: string;
-  /** Epoch milliseconds; read once per transaction, after the write lock is held. */
-  readonly clock?: () => number;
+  /** Epoch milliseconds; read once per transaction, after the write lock is held. Default: `Date.now`. */
+  readonly now?: () => number;
+  /** Ids of new events and reservations. Default: ULIDs, monotonic within this process. */
+  readonly newId?: () => string;
 }
+
+/**
+ * Which reservation a command is for: by id or run key (read in the transaction), or a state this same
+ * transaction already read (`{ state }`, for the dispatcher's batches). `null` for `Reserve`, which
+ * finds the live reservation of its run key itself.
+ */
+export type Target = { readonly reservationId: string } | { readonly runKey: string } | { readonly state: Reservation };
 
 export interface Applied {
   readonly reservation: Reservation;
+  /** The events appended; none when the command changed nothing (`reserve` of a live run key). */
   readonly events: StoredEvent[];
 }
 
-/** A command, or a function building it from the locked state and the clock reading. */
-export type CommandInput = ReservationCommand | ((state: Reservation, nowMs: number) => ReservationCommand);
+/** One write transaction: the lock is held and the clock was read. */
+export interface WriteTx {
+  /** For reads inside the transaction (they see its own writes). */
+  readonly tx: Tx;
+  /** The transaction's one clock reading, epoch milliseconds. */
+  readonly nowMs: number;
+  /** Apply `command` to `target`. Throws `IllegalTransitionError` (nothing appended) when forbidden. */
+  execute(target: Target | null, command: ReservationCommand): Promise<Applied>;
+  /** The reservation `target` names, as this transaction sees it. Throws `NOT_FOUND` when there is none. */
+  read(target: Target): Promise<Reservation>;
+}
 
 /** ULIDs of events and reservations, monotonic within this process. */
-const newId = monotonicFactory(urandomFractions());
-const MAX_ATTEMPTS = 3;
+const newUlid = monotonicFactory(urandomFractions());
 
-/**
- * Apply a command to one reservation in the caller's transaction. `state` must be what the
- * transaction read. Throws `IllegalTransitionError` when the state machine forbids it.
- */
-export async function applyCommand(
-  tx: Tx,
-  state: Reservation,
+/** Run `command` in a transaction of its own. Throws `NOT_FOUND` when `target` names no reservation. */
+export function execute(
+  db: Kysely<Database>,
+  target: Target | null,
   command: ReservationCommand,
-  ctx: { nowMs: number; actor: string },
+  options: WriteOptions,
 ): Promise<Applied> {
-  const events = stamp(decide(state, command), state, { ...ctx, newId });
-  const stored = await appendEvents(tx, events);
-  let next = state;
-  for (const event of stored) next = evolve(next, event);
-  if (stored.length > 0) await writeProjection(tx, next);
-  return { reservation: next, events: stored };
+  return write(db, options, (w) => w.execute(target, command));
 }
 
-/** Run a write transaction, retrying only when another writer won a stream version. */
-export async function write<T>(db: Kysely<Database>, fn: (tx: Tx) => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await immediate(db, fn);
-    } catch (error) {
-      if (!(error instanceof ConcurrencyError) || attempt >= MAX_ATTEMPTS) throw error;
-    }
-  }
-}
-
-/**
- * Transition the reservation `reservationId` (or the one holding `runKey`).
- * Throws `NOT_FOUND` when there is none.
- */
-export async function transition(
-  db: Kysely<Database>,
-  target: { reservationId: string } | { runKey: string },
-  command: CommandInput,
-  ctx: WriteContext,
-): Promise<Applied> {
-  const clock = ctx.clock ?? Date.now;
-  return write(db, async (tx) => {
-    const state = 'reservationId' in target ? await findById(tx, target.reservationId) : await findByRunKey(tx, target.runKey);
-    if (state === null) throw new ReserverError('NOT_FOUND', 'Reservation not found.');
+/** Run `fn` in one write transaction: everything it executes commits together (one sync), or nothing. */
+export function write<T>(db: Kysely<Database>, options: WriteOptions, fn: (w: WriteTx) => Promise<T>): Promise<T> {
+  const clock = options.now ?? Date.now;
+  const newId = options.newId ?? newUlid;
+  return immediate(db, (tx) => {
     const nowMs = clock();
-    const resolved = typeof command === 'function' ? command(state, nowMs) : command;
-    return applyCommand(tx, state, resolved, { nowMs, actor: ctx.actor });
-  });
-}
-
-export interface ReserveResult {
-  readonly created: boolean;
-  readonly reservation: Reservation;
-  readonly events: StoredEvent[];
-}
-
-/**
- * Reserve a run key: a new stream when the run key is free, else the live reservation unchanged
- * (`decide` returns no event), whatever this call's command or times.
- */
-export async function reserve(
-  db: Kysely<Database>,
-  runKey: string,
-  command: Extract<ReservationCommand, { type: 'Reserve' }>,
-  ctx: WriteContext,
-): Promise<ReserveResult> {
-  const clock = ctx.clock ?? Date.now;
-  return write(db, async (tx) => {
-    const existing: ReservationState = await findByRunKey(tx, runKey);
-    const decided = decide(existing, command);
-    if (existing !== null || decided.length === 0) {
-      return { created: false, reservation: existing as Reservation, events: [] };
-    }
-    const events = stamp(decided, { reservationId: newId(), runKey, version: 0 }, {
-      nowMs: clock(),
-      actor: ctx.actor,
-      newId,
+    const stamping = { nowMs, actor: options.actor, newId };
+    return fn({
+      tx,
+      nowMs,
+      execute: (target, command) => apply(tx, target, command, stamping),
+      read: (target) => find(tx, target),
     });
-    const stored = await appendEvents(tx, events);
-    let next: ReservationState = null;
-    for (const event of stored) next = evolve(next, event);
-    await writeProjection(tx, next as Reservation);
-    return { created: true, reservation: next as Reservation, events: stored };
   });
+}
+
+async function apply(
+  tx: Tx,
+  target: Target | null,
+  command: ReservationCommand,
+  stamping: { nowMs: number; actor: string; newId: () => string },
+): Promise<Applied> {
+  const state = await stateOf(tx, target, command);
+  const decided = decide(state, command, stamping.nowMs);
+  if (decided.length === 0) return { reservation: state as Reservation, events: [] };
+  const stream = state === null ? { reservationId: stamping.newId(), runKey: runKeyOf(command), version: 0 } : state;
+  const stored = await appendEvents(tx, stamp(decided, stream, stamping));
+  let next: ReservationState = state;
+  for (const event of stored) next = evolve(next, event);
+  await writeProjection(tx, next as Reservation);
+  return { reservation: next as Reservation, events: stored };
+}
+
+/** The state a command is decided on: the target's, or for `Reserve` its run key's live reservation. */
+async function stateOf(tx: Tx, target: Target | null, command: ReservationCommand): Promise<ReservationState> {
+  if (target === null) {
+    if (command.type !== 'Reserve') throw new Error(`${command.type} needs a target reservation`);
+    return findByRunKey(tx, command.runKey);
+  }
+  return find(tx, target);
+}
+
+async function find(tx: Tx, target: Target): Promise<Reservation> {
+  if ('state' in target) return target.state;
+  const found = 'reservationId' in target ? await findById(tx, target.reservationId) : await findByRunKey(tx, target.runKey);
+  if (found === null) throw new ReserverError('NOT_FOUND', 'Reservation not found.');
+  return found;
+}
+
+function runKeyOf(command: ReservationCommand): string {
+  if (command.type !== 'Reserve') throw new Error(`${command.type} cannot start a reservation stream`);
+  return command.runKey;
 }

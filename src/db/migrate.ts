@@ -1,8 +1,9 @@
 import { Migrator, sql } from 'kysely';
 import { migrations, SCHEMA_VERSION } from '../../migrations/index.js';
-import { ReserverError } from '../errors.js';
-import type { Ledger } from './open.js';
-import { BUSY_TIMEOUT_MS, messageOf } from './open.js';
+import { messageOf, ReserverError } from '../errors.js';
+import type { Ledger } from './handle.js';
+import { BUSY_TIMEOUT_MS } from './handle.js';
+import { immediate } from './transaction.js';
 
 /**
  * WAL mode, set once per file (it persists). Changing the journal mode needs the file to itself and
@@ -61,7 +62,7 @@ export async function migrate(ledger: Ledger): Promise<void> {
   } finally {
     await switchToWal(ledger); // also after a failed migration: the file is left in the mode it had
   }
-  await immediate(raw, async () => {
+  await immediate(ledger.db, async () => {
     raw.pragma(`user_version = ${SCHEMA_VERSION}`);
   });
 }
@@ -73,9 +74,11 @@ async function migrateInTransaction(ledger: Ledger, all: ReturnType<typeof migra
   const cacheSize = raw.pragma('cache_size', { simple: true }) as number;
   raw.pragma('cache_size = -131072'); // 128 MiB, for this transaction only
   try {
-    await immediate(raw, async () => {
+    await immediate(ledger.db, async (tx) => {
       if (userVersion(raw) === SCHEMA_VERSION) return;
-      const migrator = new Migrator({ db: ledger.db, provider: { getMigrations: async () => all } });
+      // The migrator runs on the transaction's connection (its own `connection()` on the outer handle
+      // would wait for this transaction to end).
+      const migrator = new Migrator({ db: tx, provider: { getMigrations: async () => all } });
       const { error, results } = await migrator.migrateToLatest();
       if (error !== undefined) {
         const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
@@ -90,18 +93,6 @@ async function migrateInTransaction(ledger: Ledger, all: ReturnType<typeof migra
 
 function userVersion(raw: Ledger['raw']): number {
   return raw.pragma('user_version', { simple: true }) as number;
-}
-
-/** `fn` inside `BEGIN IMMEDIATE`, committed, or rolled back if it throws. */
-async function immediate(raw: Ledger['raw'], fn: () => Promise<void>): Promise<void> {
-  raw.exec('BEGIN IMMEDIATE');
-  try {
-    await fn();
-    raw.exec('COMMIT');
-  } catch (error) {
-    if (raw.inTransaction) raw.exec('ROLLBACK');
-    throw error;
-  }
 }
 
 /**

@@ -4,19 +4,12 @@ import BetterSqlite3 from 'better-sqlite3';
 import type { SqliteDatabase } from 'kysely';
 import { Kysely, SqliteDialect } from 'kysely';
 import { SCHEMA_VERSION } from '../../migrations/version.js';
-import { ReserverError } from '../errors.js';
+import { messageOf, ReserverError } from '../errors.js';
+import type { Ledger } from './handle.js';
+import { BUSY_TIMEOUT_MS } from './handle.js';
 import type { Database } from './schema.js';
 
-/** An open reservation database: Kysely for every query, the native handle for pragmas and closing. */
-export interface Ledger {
-  readonly path: string;
-  readonly db: Kysely<Database>;
-  readonly raw: BetterSqlite3.Database;
-  close(): Promise<void>;
-}
-
-/** How long a writer waits for another process's lock before failing (DESIGN: at least 30 s). */
-export const BUSY_TIMEOUT_MS = 30_000;
+export type { Ledger } from './handle.js';
 
 /**
  * Open (creating when missing) the database at `path` and bring its schema up to date.
@@ -163,11 +156,6 @@ function readUserVersion(raw: BetterSqlite3.Database, file: string): number {
     }
     throw new ReserverError('GENERAL', `cannot read database ${file}: ${messageOf(error)}`);
   }
-}
-
-/** @internal */
-export function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /**

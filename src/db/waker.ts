@@ -1,10 +1,20 @@
 import type { FSWatcher } from 'node:fs';
 import { watch } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import type { Ledger } from './open.js';
+import type { Ledger } from './handle.js';
 
 /** Delays (ms) of the checks after a change of the file, until another connection's commit shows. */
 const FOLLOW_UP_MS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
+
+/** Sleeps that end early: what a loop waits on between two passes. */
+export interface Waker {
+  /** Start noticing other processes' commits. */
+  watch(): void;
+  /** Resolves after `ms`, or at once on a wake (one that came while nobody slept is kept). */
+  sleep(ms: number): Promise<void>;
+  wake(): void;
+  close(): void;
+}
 
 /**
  * Sleeps that end early: when another connection commits to the database (its main file or its WAL
@@ -17,7 +27,7 @@ const FOLLOW_UP_MS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
  * in the shared memory). So after each change `committed` is asked at once and then again with growing
  * delays for about two seconds; the sleep ends when it says yes.
  */
-export class LedgerWaker {
+export class LedgerWaker implements Waker {
   private wakeUp: (() => void) | null = null;
   private pending = false;
   private watcher: FSWatcher | null = null;

@@ -2,10 +2,15 @@ import type { Reservation, ReservationState } from './evolve.js';
 import { ALLOWED_FROM, statusOf } from './evolve.js';
 import type { ClaimOwner, EventType, NewEvent, ReservationStatus } from './types.js';
 
-/** What a caller asks of a reservation. Clock readings arrive here, never read inside `decide`. */
+/**
+ * What a caller asks of a reservation. It carries no time: `decide` is given the transaction's one
+ * clock reading beside it.
+ */
 export type ReservationCommand =
   | {
       readonly type: 'Reserve';
+      /** The run key the new stream is for; a live reservation of it makes `Reserve` a no-op. */
+      readonly runKey: string;
       readonly command: readonly string[];
       readonly orchesjobStartOptions: readonly string[];
       readonly metadata: Readonly<Record<string, unknown>> | null;
@@ -19,12 +24,11 @@ export type ReservationCommand =
       readonly type: 'Claim';
       readonly owner: ClaimOwner & { readonly process_start?: string | null };
       readonly argv: readonly string[];
-      readonly nowMs: number;
       readonly startTimeoutMs?: number;
     }
   | { readonly type: 'RecordDispatch'; readonly jobId: string; readonly recovered?: boolean }
-  | { readonly type: 'RecordFailure'; readonly error: string; readonly exitCode: number | null; readonly nowMs: number }
-  | { readonly type: 'Expire'; readonly nowMs: number }
+  | { readonly type: 'RecordFailure'; readonly error: string; readonly exitCode: number | null }
+  | { readonly type: 'Expire' }
   | { readonly type: 'Cancel' }
   | { readonly type: 'Clean' }
   | { readonly type: 'ReleaseClaim'; readonly reason: string };
@@ -57,13 +61,13 @@ export class IllegalTransitionError extends Error {
 export const MAX_ERROR_CHARS = 4000;
 
 /**
- * Decide which events a command produces. Pure: the state, the command and the clock reading in it
- * are all it knows. Throws `IllegalTransitionError` when the state machine forbids the command.
+ * Decide which events a command produces. Pure: the state, the command and the clock reading `nowMs`
+ * (epoch milliseconds, the write transaction's) are all it knows. Throws `IllegalTransitionError` when the state machine forbids the command.
  *
  * `Reserve` is decided against the run key's live reservation (or null): a live one makes it a no-op,
  * which is what makes `reserve` idempotent.
  */
-export function decide(state: ReservationState, command: ReservationCommand): NewEvent[] {
+export function decide(state: ReservationState, command: ReservationCommand, nowMs: number): NewEvent[] {
   const from = statusOf(state);
   if (command.type === 'Reserve') {
     if (from !== 'NONE') return [];
@@ -90,10 +94,10 @@ export function decide(state: ReservationState, command: ReservationCommand): Ne
   switch (command.type) {
     case 'Claim': {
       const dueMs = dueAtMs(live);
-      if (command.nowMs < dueMs) {
+      if (nowMs < dueMs) {
         throw new IllegalTransitionError('Claim', from, `reservation is not due until ${live.notBefore}`);
       }
-      if (isExpiredAt(live, command.nowMs)) {
+      if (isExpiredAt(live, nowMs)) {
         throw new IllegalTransitionError('Claim', from, `reservation expired at ${live.expiresAt}`);
       }
       return [
@@ -105,7 +109,7 @@ export function decide(state: ReservationState, command: ReservationCommand): Ne
             pid: command.owner.pid,
             ...(command.owner.process_start === undefined ? {} : { process_start: command.owner.process_start }),
             argv: command.argv,
-            late_by_ms: Math.max(0, command.nowMs - dueMs),
+            late_by_ms: Math.max(0, nowMs - dueMs),
             ...(command.startTimeoutMs === undefined ? {} : { start_timeout_ms: command.startTimeoutMs }),
           },
         },
@@ -131,7 +135,7 @@ export function decide(state: ReservationState, command: ReservationCommand): Ne
               exit_code: command.exitCode,
               attempt,
               max_attempts: live.maxAttempts,
-              retry_at: Math.floor(command.nowMs / 1000) + live.retryDelay,
+              retry_at: Math.floor(nowMs / 1000) + live.retryDelay,
             },
           },
         ];
@@ -139,7 +143,7 @@ export function decide(state: ReservationState, command: ReservationCommand): Ne
       return [{ type: 'DispatchFailed', data: { error, exit_code: command.exitCode } }];
     }
     case 'Expire':
-      if (!isExpiredAt(live, command.nowMs)) {
+      if (!isExpiredAt(live, nowMs)) {
         throw new IllegalTransitionError('Expire', from, 'reservation has not reached expires_at');
       }
       return [{ type: 'Expired', data: { expires_at: live.expiresAt as number } }];

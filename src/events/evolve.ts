@@ -1,4 +1,4 @@
-import type { ClaimOwner, EventType, ReservationEvent, ReservationStatus } from './types.js';
+import type { ClaimOwner, EventOf, EventType, ReservationEvent, ReservationStatus } from './types.js';
 import { TERMINAL_STATUSES } from './types.js';
 
 /** The current state of one reservation: what the `reservations` projection row holds. */
@@ -89,32 +89,7 @@ export function evolve(state: ReservationState, event: ReservationEvent): Reserv
   if (event.version !== expectedVersion || (state !== null && state.reservationId !== event.reservationId)) {
     throw new InvalidLedgerError(event, from, `expected version ${expectedVersion} of reservation ${state?.reservationId ?? event.reservationId}`);
   }
-  if (event.type === 'Reserved') {
-    const d = event.data;
-    return {
-      reservationId: event.reservationId,
-      runKey: event.runKey,
-      status: 'RESERVED',
-      jobId: null,
-      command: d.command,
-      orchesjobStartOptions: d.orchesjob_start_options,
-      metadata: d.metadata,
-      notBefore: d.not_before,
-      expiresAt: d.expires_at,
-      createdAt: event.recordedAt,
-      createdAtMs: event.recordedAtMs,
-      updatedAt: event.recordedAt,
-      dispatchedAt: null,
-      lastError: null,
-      version: event.version,
-      maxAttempts: d.max_attempts ?? 1,
-      retryDelay: d.retry_delay ?? 0,
-      attempts: 0,
-      retryAt: null,
-      claim: null,
-      cleaned: false,
-    };
-  }
+  if (event.type === 'Reserved') return reservedState(event);
   // ALLOWED_FROM guarantees a live state for every other event type.
   const s = state as Reservation;
   const next = { ...s, version: event.version, updatedAt: event.recordedAt };
@@ -161,6 +136,34 @@ export function evolve(state: ReservationState, event: ReservationEvent): Reserv
       throw new Error(`unhandled event ${JSON.stringify(unhandled)}`);
     }
   }
+}
+
+/** A new stream's first state: everything the reservation will need is in its `Reserved` event. */
+function reservedState(event: EventOf<'Reserved'>): Reservation {
+  const d = event.data;
+  return {
+    reservationId: event.reservationId,
+    runKey: event.runKey,
+    status: 'RESERVED',
+    jobId: null,
+    command: d.command,
+    orchesjobStartOptions: d.orchesjob_start_options,
+    metadata: d.metadata,
+    notBefore: d.not_before,
+    expiresAt: d.expires_at,
+    createdAt: event.recordedAt,
+    createdAtMs: event.recordedAtMs,
+    updatedAt: event.recordedAt,
+    dispatchedAt: null,
+    lastError: null,
+    version: event.version,
+    maxAttempts: d.max_attempts ?? 1,
+    retryDelay: d.retry_delay ?? 0,
+    attempts: 0,
+    retryAt: null,
+    claim: null,
+    cleaned: false,
+  };
 }
 
 /** Fold a reservation's events, oldest first. */

@@ -1,5 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
+import { snapshot } from '../db/transaction.js';
 import type { Reservation, ReservationState } from '../events/index.js';
 import { evolve } from '../events/index.js';
 import type { EventSource, StreamCursor } from '../events/store.js';
@@ -138,26 +139,25 @@ export async function verifyProjection(
   const count: FoldCount = { events: 0 };
   let reservations = 0;
   const report = progress('verify', 'events');
-  const { raw } = source;
-  const own = !raw.inTransaction;
-  if (own) raw.exec('BEGIN');
   try {
-    const total = await lastPosition(source.db); // the number of events, but for rolled-back positions
-    // Rows with an id after `lower` and up to the page's last reservation: each row is read once.
-    let lower: string | null = null;
-    for await (const ended of foldStreamPages(source, count, report, total, pageEvents)) {
-      const upper = (ended.at(-1) as Reservation).reservationId;
-      const rows = await projectionRange(source.db, lower, upper);
+    await snapshot(source.db, async (tx) => {
+      const pages = { db: tx, raw: source.raw };
+      const total = await lastPosition(tx); // the number of events, but for rolled-back positions
+      // Rows with an id after `lower` and up to the page's last reservation: each row is read once.
+      let lower: string | null = null;
+      for await (const ended of foldStreamPages(pages, count, report, total, pageEvents)) {
+        const upper = (ended.at(-1) as Reservation).reservationId;
+        const rows = await projectionRange(tx, lower, upper);
+        reservations += rows.length;
+        compareRange(ended, rows, mismatches);
+        lower = upper;
+      }
+      // Rows after the last stream: no events at all.
+      const rows = await projectionRange(tx, lower, null);
       reservations += rows.length;
-      compareRange(ended, rows, mismatches);
-      lower = upper;
-    }
-    // Rows after the last stream: no events at all.
-    const rows = await projectionRange(source.db, lower, null);
-    reservations += rows.length;
-    compareRange([], rows, mismatches);
+      compareRange([], rows, mismatches);
+    });
   } finally {
-    if (own && raw.inTransaction) raw.exec('COMMIT');
     report.finish();
   }
   return { verified: mismatches.length === 0, events: count.events, reservations, mismatches };

@@ -6,7 +6,7 @@ import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openLedger } from '../../src/db/open.js';
 import { readStream } from '../../src/events/store.js';
-import { transition } from '../../src/ledger.js';
+import { execute } from '../../src/ledger.js';
 import { foldLedger, rebuildProjection, verifyProjection } from '../../src/projections/replay.js';
 import { immediate } from '../../src/db/transaction.js';
 import { SCHEMA_VERSION } from '../../migrations/version.js';
@@ -139,7 +139,7 @@ describe('adopting a database written by the Python tool', () => {
     const { path } = pythonDb();
     const ledger = await openLedger(path);
     try {
-      const { reservation } = await transition(ledger.db, { runKey: 'py-expired' }, { type: 'Cancel' }, { actor: 'test' });
+      const { reservation } = await execute(ledger.db, { runKey: 'py-expired' }, { type: 'Cancel' }, { actor: 'test' });
       expect(reservation).toMatchObject({ status: 'CANCELLED', version: 3 });
       const atImport = await foldLedger(ledger, { position: 16 });
       expect([...atImport.states.values()].find((r) => r.runKey === 'py-expired')?.status).toBe('EXPIRED');

@@ -7,7 +7,7 @@ import type { Ledger } from '../../src/db/open.js';
 import { openLedger } from '../../src/db/open.js';
 import type { ReservationCommand } from '../../src/events/index.js';
 import { EVENT_TYPES } from '../../src/events/index.js';
-import { reserve, transition } from '../../src/ledger.js';
+import { execute } from '../../src/ledger.js';
 
 /**
  * docs/auditing.md cannot rot: every query in it runs here, read-only, against a ledger written
@@ -51,25 +51,27 @@ let reader: Database.Database;
 const ids = new Map<string, string>();
 
 async function reserveAt(runKey: string, atMs: number, times: { notBefore?: number; expiresAt?: number } = {}): Promise<string> {
-  const { created, reservation } = await reserve(
+  const { events, reservation } = await execute(
     ledger.db,
-    runKey,
+    null,
     {
       type: 'Reserve',
+      runKey,
       command: ['backup.sh'],
       orchesjobStartOptions: [],
       metadata: null,
       notBefore: times.notBefore ?? null,
       expiresAt: times.expiresAt ?? null,
     },
-    { actor: 'cli:reserve', clock: () => atMs },
+    { actor: 'cli:reserve', now: () => atMs },
   );
+  const created = events.length > 0;
   expect(created).toBe(true);
   return reservation.reservationId;
 }
 
 async function act(runKey: string, atMs: number, actor: string, command: ReservationCommand): Promise<void> {
-  await transition(ledger.db, { runKey }, command, { actor, clock: () => atMs });
+  await execute(ledger.db, { runKey }, command, { actor, now: () => atMs });
 }
 
 const claim = (runKey: string, atMs: number, owner = OWNER_D1): Promise<void> =>
@@ -77,7 +79,6 @@ const claim = (runKey: string, atMs: number, owner = OWNER_D1): Promise<void> =>
     type: 'Claim',
     owner,
     argv: argvOf(runKey),
-    nowMs: atMs,
     startTimeoutMs: 60_000,
   });
 
@@ -86,7 +87,7 @@ async function writeScenario(): Promise<void> {
   ids.set('nightly-ok', await reserveAt('nightly-ok', ms(S), { notBefore: S + 60 })); // 1
   ids.set('nightly-fail', await reserveAt('nightly-fail', ms(S + 10))); // 2
   await claim('nightly-fail', ms(S + 12, 500)); // 3: 2.5 s after creation
-  await act('nightly-fail', ms(S + 13), BY_D1, { type: 'RecordFailure', error: FAIL_ERROR, exitCode: 5, nowMs: ms(S + 13) }); // 4
+  await act('nightly-fail', ms(S + 13), BY_D1, { type: 'RecordFailure', error: FAIL_ERROR, exitCode: 5 }); // 4
   ids.set('nightly-expire', await reserveAt('nightly-expire', ms(S + 20), { notBefore: S + 100, expiresAt: S + 200 })); // 5
   ids.set('nightly-rerun#1', await reserveAt('nightly-rerun', ms(S + 30))); // 6
   await act('nightly-rerun', ms(S + 40), 'cli:cancel', { type: 'Cancel' }); // 7
@@ -99,12 +100,12 @@ async function writeScenario(): Promise<void> {
   await act('nightly-recovered', ms(S + 95), BY_D1, { type: 'RecordDispatch', jobId: 'job-rec', recovered: true }); // 14
   await claim('nightly-released', ms(S + 120), OWNER_D2); // 15: on time, D2 then dies
   await act('nightly-released', ms(S + 150), BY_D1, { type: 'ReleaseClaim', reason: RELEASE_REASON }); // 16
-  await act('nightly-expire', ms(S + 200, 5), BY_D1, { type: 'Expire', nowMs: ms(S + 200, 5) }); // 17
+  await act('nightly-expire', ms(S + 200, 5), BY_D1, { type: 'Expire' }); // 17
   await act('nightly-fail', ms(S + 250), 'cli:cancel', { type: 'Cancel' }); // 18
   ids.set('weekly-report', await reserveAt('weekly-report', ms(S + 400), { notBefore: S + 4000, expiresAt: S + 7200 })); // 19
   ids.set('hourly-timeout', await reserveAt('hourly-timeout', ms(S + 500))); // 20
   await claim('hourly-timeout', ms(S + 500, 100)); // 21
-  await act('hourly-timeout', ms(S + 560), BY_D1, { type: 'RecordFailure', error: TIMEOUT_ERROR, exitCode: null, nowMs: ms(S + 560) }); // 22
+  await act('hourly-timeout', ms(S + 560), BY_D1, { type: 'RecordFailure', error: TIMEOUT_ERROR, exitCode: null }); // 22
   ids.set('adhoc-once', await reserveAt('adhoc-once', ms(S + 600))); // 23
   await act('adhoc-once', ms(S + 610), 'cli:cancel', { type: 'Cancel' }); // 24
   await act('adhoc-once', ms(S + 620), 'cli:clean', { type: 'Clean' }); // 25

@@ -12,7 +12,7 @@ import type { Ledger } from '../../src/db/open.js';
 import { openLedger } from '../../src/db/open.js';
 import { prepared } from '../../src/db/prepared.js';
 import { committedElsewhere, LedgerWaker } from '../../src/db/waker.js';
-import { reserve } from '../../src/ledger.js';
+import { execute } from '../../src/ledger.js';
 
 const folders: string[] = [];
 const ledgers: Ledger[] = [];
@@ -33,10 +33,10 @@ async function open(path?: string): Promise<Ledger> {
 }
 
 const reserveKey = (ledger: Ledger, runKey: string) =>
-  reserve(
+  execute(
     ledger.db,
-    runKey,
-    { type: 'Reserve', command: ['/bin/true'], orchesjobStartOptions: [], metadata: null, notBefore: null, expiresAt: null },
+    null,
+    { type: 'Reserve', runKey, command: ['/bin/true'], orchesjobStartOptions: [], metadata: null, notBefore: null, expiresAt: null },
     { actor: 'test' },
   );
 

@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Ledger } from '../../src/db/open.js';
 import { openLedger } from '../../src/db/open.js';
 import { immediate } from '../../src/db/transaction.js';
-import { reserve, transition } from '../../src/ledger.js';
+import { execute } from '../../src/ledger.js';
 import { rebuildProjection, verifyProjection } from '../../src/projections/replay.js';
 
 /**
@@ -29,15 +29,15 @@ async function ledgerOf(reservations: number): Promise<Ledger> {
   ledgers.push(ledger);
   for (let i = 0; i < reservations; i++) {
     const key = `key-${i}`;
-    await reserve(
+    await execute(
       ledger.db,
-      key,
-      { type: 'Reserve', command: ['echo', key], orchesjobStartOptions: [], metadata: null, notBefore: null, expiresAt: null },
+      null,
+      { type: 'Reserve', runKey: key, command: ['echo', key], orchesjobStartOptions: [], metadata: null, notBefore: null, expiresAt: null },
       { actor: 'test' },
     );
     // 1, 2 or 3 events: reserved; cancelled; cancelled and cleaned (no projection row).
-    if (i % 3 >= 1) await transition(ledger.db, { runKey: key }, { type: 'Cancel' }, { actor: 'test' });
-    if (i % 3 === 2) await transition(ledger.db, { runKey: key }, { type: 'Clean' }, { actor: 'test' });
+    if (i % 3 >= 1) await execute(ledger.db, { runKey: key }, { type: 'Cancel' }, { actor: 'test' });
+    if (i % 3 === 2) await execute(ledger.db, { runKey: key }, { type: 'Clean' }, { actor: 'test' });
   }
   return ledger;
 }

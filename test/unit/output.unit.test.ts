@@ -1,9 +1,10 @@
 /**
  * The contract's output (DESIGN.md "Commands"): JSON formatting, the 18-key reservation object, the
- * error line, and the pure flag/env helpers of src/commands/shared.ts.
+ * error line, and the pure flag/env helpers of src/cli/ (identity.ts, paths.ts).
  */
 import { describe, expect, it } from 'vitest';
-import { dbPath, identity, orchesjobBin, validRunKey } from '../../src/commands/shared.js';
+import { identity, validRunKey } from '../../src/cli/identity.js';
+import { dbPath, orchesjobBin } from '../../src/cli/paths.js';
 import { ReserverError } from '../../src/errors.js';
 import { decide, evolve } from '../../src/events/index.js';
 import type { Reservation, ReservationCommand, ReservationState } from '../../src/events/index.js';
@@ -131,7 +132,7 @@ describe('reservationJson', () => {
     let state: ReservationState = null;
     for (const [command, nowMs] of steps) {
       const events = stamp(
-        decide(state, command),
+        decide(state, command, nowMs),
         { reservationId: 'R1', runKey: 'k', version: state?.version ?? 0 },
         { nowMs, actor: 'test', newId: () => `E${++n}` },
       );
@@ -141,6 +142,7 @@ describe('reservationJson', () => {
   }
   const reserve = (notBefore: number | null, expiresAt: number | null): ReservationCommand => ({
     type: 'Reserve',
+    runKey: 'k',
     command: ['/bin/echo', '東京'],
     orchesjobStartOptions: [],
     metadata: null,
@@ -176,7 +178,7 @@ describe('reservationJson', () => {
   it('a dispatched reservation fills job_id, dispatched_at and every *_iso', () => {
     const r = build(
       [reserve(T0 + 60, T0 + 3600), T0 * 1000],
-      [{ type: 'Claim', owner: { dispatcher_id: 'd', host: 'h', pid: 1 }, argv: ['orchesjob'], nowMs: (T0 + 61) * 1000 }, (T0 + 61) * 1000],
+      [{ type: 'Claim', owner: { dispatcher_id: 'd', host: 'h', pid: 1 }, argv: ['orchesjob'] }, (T0 + 61) * 1000],
       [{ type: 'RecordDispatch', jobId: 'job-1' }, (T0 + 62) * 1000],
     );
     const json = reservationJson(r);

@@ -37,6 +37,7 @@ const ARGV = ['orchesjob', 'start', '--run-key', RUN_KEY, '--strict', '--', '/jo
 
 const reserveCmd = (over: Partial<Extract<ReservationCommand, { type: 'Reserve' }>> = {}): ReservationCommand => ({
   type: 'Reserve',
+  runKey: RUN_KEY,
   command: ['/jobs/import.sh', '--date', '2026-05-04'],
   orchesjobStartOptions: ['--strict'],
   metadata: { dag_id: 'daily_import' },
@@ -44,10 +45,10 @@ const reserveCmd = (over: Partial<Extract<ReservationCommand, { type: 'Reserve' 
   expiresAt: T0 + 3600,
   ...over,
 });
-const claimCmd = (nowMs: number): ReservationCommand => ({ type: 'Claim', owner: OWNER, argv: ARGV, nowMs });
+const claimCmd: ReservationCommand = { type: 'Claim', owner: OWNER, argv: ARGV };
 const dispatchCmd: ReservationCommand = { type: 'RecordDispatch', jobId: 'job-123' };
-const failCmd: ReservationCommand = { type: 'RecordFailure', error: 'exit 3: boom', exitCode: 3, nowMs: 0 };
-const expireCmd = (nowMs: number): ReservationCommand => ({ type: 'Expire', nowMs });
+const failCmd: ReservationCommand = { type: 'RecordFailure', error: 'exit 3: boom', exitCode: 3 };
+const expireCmd: ReservationCommand = { type: 'Expire' };
 const cancelCmd: ReservationCommand = { type: 'Cancel' };
 const cleanCmd: ReservationCommand = { type: 'Clean' };
 const releaseCmd: ReservationCommand = { type: 'ReleaseClaim', reason: 'owner gone' };
@@ -63,7 +64,7 @@ function history(...steps: Step[]): ReservationEvent[] {
   const events: ReservationEvent[] = [];
   let state: ReservationState = null;
   for (const [command, nowMs] of steps) {
-    const decided = decide(state, command);
+    const decided = decide(state, command, nowMs);
     const stamped = stamp(
       decided,
       { reservationId: RID, runKey: RUN_KEY, version: state?.version ?? 0 },
@@ -93,11 +94,11 @@ type Status = ReservationStatus | 'NONE' | 'CLEANED';
 const STREAMS: Record<Status, () => ReservationEvent[]> = {
   NONE: () => [],
   RESERVED: () => history([reserveCmd(), AT.reserve]),
-  DISPATCHING: () => history([reserveCmd(), AT.reserve], [claimCmd(AT.claim), AT.claim]),
+  DISPATCHING: () => history([reserveCmd(), AT.reserve], [claimCmd, AT.claim]),
   DISPATCHED: () =>
-    history([reserveCmd(), AT.reserve], [claimCmd(AT.claim), AT.claim], [dispatchCmd, AT.dispatch]),
-  DISPATCH_FAILED: () => history([reserveCmd(), AT.reserve], [claimCmd(AT.claim), AT.claim], [failCmd, AT.fail]),
-  EXPIRED: () => history([reserveCmd(), AT.reserve], [expireCmd(AT.expire), AT.expire]),
+    history([reserveCmd(), AT.reserve], [claimCmd, AT.claim], [dispatchCmd, AT.dispatch]),
+  DISPATCH_FAILED: () => history([reserveCmd(), AT.reserve], [claimCmd, AT.claim], [failCmd, AT.fail]),
+  EXPIRED: () => history([reserveCmd(), AT.reserve], [expireCmd, AT.expire]),
   CANCELLED: () => history([reserveCmd(), AT.reserve], [cancelCmd, AT.cancel]),
   CLEANED: () => history([reserveCmd(), AT.reserve], [cancelCmd, AT.cancel], [cleanCmd, AT.clean]),
 };
@@ -105,19 +106,19 @@ const ALL_STATUSES = Object.keys(STREAMS) as Status[];
 
 type ErrorClass = new (...args: never[]) => Error;
 
-/** given(events).when(command).then(expected event types | error class) */
+/** given(events).when(command, nowMs).then(expected event types | error class) */
 function given(events: readonly ReservationEvent[]) {
   const state = fold(events);
   return {
     state,
-    when(command: ReservationCommand) {
+    when(command: ReservationCommand, nowMs: number) {
       return {
         then(expected: readonly EventType[] | ErrorClass): NewEvent[] {
           if (typeof expected === 'function') {
-            expect(() => decide(state, command)).toThrow(expected);
+            expect(() => decide(state, command, nowMs)).toThrow(expected);
             return [];
           }
-          const out = decide(state, command);
+          const out = decide(state, command, nowMs);
           expect(out.map((e) => e.type)).toEqual(expected);
           return out;
         },
@@ -135,15 +136,15 @@ function deepFreeze<T>(value: T): T {
 }
 
 /** A command of each type, timed so that only the status can make it illegal. */
-const COMMANDS: Record<ReservationCommand['type'], ReservationCommand> = {
-  Reserve: reserveCmd(),
-  Claim: claimCmd(AT.claim),
-  RecordDispatch: dispatchCmd,
-  RecordFailure: failCmd,
-  Expire: expireCmd(AT.expire + 1000),
-  Cancel: cancelCmd,
-  Clean: cleanCmd,
-  ReleaseClaim: releaseCmd,
+const COMMANDS: Record<ReservationCommand['type'], Step> = {
+  Reserve: [reserveCmd(), AT.reserve],
+  Claim: [claimCmd, AT.claim],
+  RecordDispatch: [dispatchCmd, AT.dispatch],
+  RecordFailure: [failCmd, AT.fail],
+  Expire: [expireCmd, AT.expire + 1000],
+  Cancel: [cancelCmd, AT.cancel],
+  Clean: [cleanCmd, AT.clean],
+  ReleaseClaim: [releaseCmd, AT.release],
 };
 
 /**
@@ -189,17 +190,17 @@ describe('the fixture streams', () => {
 
 describe('decide: every (status, command) pair against DESIGN.md', () => {
   for (const status of ALL_STATUSES) {
-    for (const [name, command] of Object.entries(COMMANDS) as [ReservationCommand['type'], ReservationCommand][]) {
+    for (const [name, [command, nowMs]] of Object.entries(COMMANDS) as [ReservationCommand['type'], Step][]) {
       const row = DESIGN_TABLE[name];
       const legal = row.from.includes(status);
       if (name === 'Reserve' && !legal) {
         it(`given ${status}, when Reserve, then [] (idempotent: the live reservation stands)`, () => {
-          given(STREAMS[status]()).when(command).then([]);
+          given(STREAMS[status]()).when(command, nowMs).then([]);
         });
       } else if (legal) {
         it(`given ${status}, when ${name}, then [${row.event}] leading to ${DESIGN_TO[row.event]}`, () => {
           const events = STREAMS[status]();
-          const decided = given(events).when(command).then([row.event]);
+          const decided = given(events).when(command, nowMs).then([row.event]);
           const state = fold(events);
           const stamped = stamp(
             decided,
@@ -212,7 +213,7 @@ describe('decide: every (status, command) pair against DESIGN.md', () => {
         });
       } else {
         it(`given ${status}, when ${name}, then IllegalTransitionError`, () => {
-          given(STREAMS[status]()).when(command).then(IllegalTransitionError);
+          given(STREAMS[status]()).when(command, nowMs).then(IllegalTransitionError);
         });
       }
     }
@@ -222,7 +223,7 @@ describe('decide: every (status, command) pair against DESIGN.md', () => {
     const state = fold(STREAMS.DISPATCHED());
     let caught: unknown;
     try {
-      decide(state, cancelCmd);
+      decide(state, cancelCmd, AT.cancel);
     } catch (error) {
       caught = error;
     }
@@ -233,7 +234,7 @@ describe('decide: every (status, command) pair against DESIGN.md', () => {
   });
 
   it('a cleaned stream reports status NONE to every command but Reserve', () => {
-    expect(() => decide(fold(STREAMS.CLEANED()), cancelCmd)).toThrowErrorMatchingInlineSnapshot(
+    expect(() => decide(fold(STREAMS.CLEANED()), cancelCmd, AT.cancel)).toThrowErrorMatchingInlineSnapshot(
       `[IllegalTransitionError: cannot Cancel a reservation in status NONE]`,
     );
   });
@@ -241,7 +242,7 @@ describe('decide: every (status, command) pair against DESIGN.md', () => {
 
 describe('decide: the data of each event', () => {
   it('Reserve on an empty stream carries the request unchanged', () => {
-    const [event] = given([]).when(reserveCmd()).then(['Reserved']);
+    const [event] = given([]).when(reserveCmd(), AT.reserve).then(['Reserved']);
     expect(event).toEqual({
       type: 'Reserved',
       data: {
@@ -256,7 +257,7 @@ describe('decide: the data of each event', () => {
 
   it('Reserve on a cleaned run key creates a new reservation with the new request', () => {
     const cmd = reserveCmd({ command: ['other'], notBefore: null, expiresAt: null, metadata: null, orchesjobStartOptions: [] });
-    const [event] = given(STREAMS.CLEANED()).when(cmd).then(['Reserved']);
+    const [event] = given(STREAMS.CLEANED()).when(cmd, AT.clean + 5000).then(['Reserved']);
     expect(event?.data).toEqual({
       command: ['other'],
       orchesjob_start_options: [],
@@ -270,12 +271,12 @@ describe('decide: the data of each event', () => {
     'Reserve on a live %s reservation returns [] whatever the new request',
     (status) => {
       const cmd = reserveCmd({ command: ['different'], notBefore: 1, expiresAt: 2 });
-      expect(decide(fold(STREAMS[status]()), cmd)).toEqual([]);
+      expect(decide(fold(STREAMS[status]()), cmd, AT.clean + 5000)).toEqual([]);
     },
   );
 
   it('Claim carries the owner, the full argv and how late it is', () => {
-    const [event] = given(STREAMS.RESERVED()).when(claimCmd(AT.claim)).then(['DispatchClaimed']);
+    const [event] = given(STREAMS.RESERVED()).when(claimCmd, AT.claim).then(['DispatchClaimed']);
     expect(event).toEqual({
       type: 'DispatchClaimed',
       data: {
@@ -289,71 +290,71 @@ describe('decide: the data of each event', () => {
   });
 
   it('Claim carries the owner process start when the platform knows it', () => {
-    const cmd: ReservationCommand = { type: 'Claim', owner: { ...OWNER, process_start: 'boot-1:12345' }, argv: ARGV, nowMs: AT.claim };
-    const [event] = given(STREAMS.RESERVED()).when(cmd).then(['DispatchClaimed']);
+    const cmd: ReservationCommand = { type: 'Claim', owner: { ...OWNER, process_start: 'boot-1:12345' }, argv: ARGV };
+    const [event] = given(STREAMS.RESERVED()).when(cmd, AT.claim).then(['DispatchClaimed']);
     expect(event?.data).toEqual({ ...OWNER, process_start: 'boot-1:12345', argv: [...ARGV], late_by_ms: 1250 });
   });
 
   it('Claim exactly at not_before is legal and 0 ms late', () => {
-    const [event] = given(STREAMS.RESERVED()).when(claimCmd((T0 + 60) * 1000)).then(['DispatchClaimed']);
+    const [event] = given(STREAMS.RESERVED()).when(claimCmd, (T0 + 60) * 1000).then(['DispatchClaimed']);
     expect(event?.type === 'DispatchClaimed' && event.data.late_by_ms).toBe(0);
   });
 
   it('Claim 1 ms before not_before throws', () => {
-    expect(() => decide(fold(STREAMS.RESERVED()), claimCmd((T0 + 60) * 1000 - 1))).toThrowErrorMatchingInlineSnapshot(
+    expect(() => decide(fold(STREAMS.RESERVED()), claimCmd, (T0 + 60) * 1000 - 1)).toThrowErrorMatchingInlineSnapshot(
       `[IllegalTransitionError: reservation is not due until 1777830060]`,
     );
   });
 
   it('Claim without not_before is due at creation; late_by_ms counts from the creation ms', () => {
     const events = history([reserveCmd({ notBefore: null }), T0 * 1000 + 700]);
-    expect(() => decide(fold(events), claimCmd(T0 * 1000 + 699))).toThrow(IllegalTransitionError);
-    const [event] = given(events).when(claimCmd(T0 * 1000 + 740)).then(['DispatchClaimed']);
+    expect(() => decide(fold(events), claimCmd, T0 * 1000 + 699)).toThrow(IllegalTransitionError);
+    const [event] = given(events).when(claimCmd, T0 * 1000 + 740).then(['DispatchClaimed']);
     expect(event?.type === 'DispatchClaimed' && event.data.late_by_ms).toBe(40);
   });
 
   it('Claim at expires_at throws (expired at now >= expires_at)', () => {
-    expect(() => decide(fold(STREAMS.RESERVED()), claimCmd((T0 + 3600) * 1000))).toThrowErrorMatchingInlineSnapshot(
+    expect(() => decide(fold(STREAMS.RESERVED()), claimCmd, (T0 + 3600) * 1000)).toThrowErrorMatchingInlineSnapshot(
       `[IllegalTransitionError: reservation expired at 1777833600]`,
     );
   });
 
   it('Claim 1 ms before expires_at is legal', () => {
-    given(STREAMS.RESERVED()).when(claimCmd((T0 + 3600) * 1000 - 1)).then(['DispatchClaimed']);
+    given(STREAMS.RESERVED()).when(claimCmd, (T0 + 3600) * 1000 - 1).then(['DispatchClaimed']);
   });
 
   it('Expire before expires_at throws; at expires_at it records expires_at', () => {
     const events = STREAMS.RESERVED();
-    expect(() => decide(fold(events), expireCmd((T0 + 3600) * 1000 - 1))).toThrowErrorMatchingInlineSnapshot(
+    expect(() => decide(fold(events), expireCmd, (T0 + 3600) * 1000 - 1)).toThrowErrorMatchingInlineSnapshot(
       `[IllegalTransitionError: reservation has not reached expires_at]`,
     );
-    const [event] = given(events).when(expireCmd((T0 + 3600) * 1000)).then(['Expired']);
+    const [event] = given(events).when(expireCmd, (T0 + 3600) * 1000).then(['Expired']);
     expect(event).toEqual({ type: 'Expired', data: { expires_at: T0 + 3600 } });
   });
 
   it('Expire of a reservation without expires_at throws', () => {
     const events = history([reserveCmd({ expiresAt: null }), AT.reserve]);
-    given(events).when(expireCmd(Number.MAX_SAFE_INTEGER)).then(IllegalTransitionError);
+    given(events).when(expireCmd, Number.MAX_SAFE_INTEGER).then(IllegalTransitionError);
   });
 
   it('RecordDispatch carries the job id, and `recovered` only when set', () => {
     const events = STREAMS.DISPATCHING();
-    expect(given(events).when(dispatchCmd).then(['Dispatched'])).toEqual([
+    expect(given(events).when(dispatchCmd, AT.dispatch).then(['Dispatched'])).toEqual([
       { type: 'Dispatched', data: { job_id: 'job-123' } },
     ]);
     expect(
-      given(events).when({ type: 'RecordDispatch', jobId: 'job-9', recovered: true }).then(['Dispatched']),
+      given(events).when({ type: 'RecordDispatch', jobId: 'job-9', recovered: true }, AT.dispatch).then(['Dispatched']),
     ).toEqual([{ type: 'Dispatched', data: { job_id: 'job-9', recovered: true } }]);
   });
 
   it('RecordDispatch with an empty job id throws', () => {
-    expect(() => decide(fold(STREAMS.DISPATCHING()), { type: 'RecordDispatch', jobId: '' })).toThrowErrorMatchingInlineSnapshot(
+    expect(() => decide(fold(STREAMS.DISPATCHING()), { type: 'RecordDispatch', jobId: '' }, AT.dispatch)).toThrowErrorMatchingInlineSnapshot(
       `[IllegalTransitionError: job id is empty]`,
     );
   });
 
   it('RecordFailure keeps the error and exit code', () => {
-    expect(given(STREAMS.DISPATCHING()).when(failCmd).then(['DispatchFailed'])).toEqual([
+    expect(given(STREAMS.DISPATCHING()).when(failCmd, AT.fail).then(['DispatchFailed'])).toEqual([
       { type: 'DispatchFailed', data: { error: 'exit 3: boom', exit_code: 3 } },
     ]);
   });
@@ -362,11 +363,11 @@ describe('decide: the data of each event', () => {
     expect(MAX_ERROR_CHARS).toBe(4000);
     const long = 'a'.repeat(3999) + 'bc' + 'z'.repeat(1000);
     const [event] = given(STREAMS.DISPATCHING())
-      .when({ type: 'RecordFailure', error: long, exitCode: null, nowMs: 0 })
+      .when({ type: 'RecordFailure', error: long, exitCode: null }, AT.fail)
       .then(['DispatchFailed']);
     expect(event?.data).toEqual({ error: 'a'.repeat(3999) + 'b', exit_code: null });
     const exact = 'e'.repeat(4000);
-    const [kept] = decide(fold(STREAMS.DISPATCHING()), { type: 'RecordFailure', error: exact, exitCode: 1, nowMs: 0 });
+    const [kept] = decide(fold(STREAMS.DISPATCHING()), { type: 'RecordFailure', error: exact, exitCode: 1 }, AT.fail);
     expect(kept?.type === 'DispatchFailed' && kept.data.error).toBe(exact);
   });
 
@@ -376,30 +377,30 @@ describe('decide: the data of each event', () => {
   // projection row no longer equals the fold of the ledger's JSON. Run keys count code points.
   it('RecordFailure never splits a character (counts code points, as "4000 characters" does)', () => {
     const error = 'x'.repeat(3999) + '\u{1F4A5}'.repeat(10); // 4009 characters
-    const [event] = decide(fold(STREAMS.DISPATCHING()), { type: 'RecordFailure', error, exitCode: 1, nowMs: 0 });
+    const [event] = decide(fold(STREAMS.DISPATCHING()), { type: 'RecordFailure', error, exitCode: 1 }, AT.fail);
     const kept = event?.type === 'DispatchFailed' ? event.data.error : '';
     expect(kept).not.toMatch(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/);
     expect([...kept]).toHaveLength(4000);
   });
 
   it('ReleaseClaim names the previous owner (without the claim time) and the reason', () => {
-    expect(given(STREAMS.DISPATCHING()).when(releaseCmd).then(['ClaimReleased'])).toEqual([
+    expect(given(STREAMS.DISPATCHING()).when(releaseCmd, AT.release).then(['ClaimReleased'])).toEqual([
       { type: 'ClaimReleased', data: { reason: 'owner gone', previous_owner: { ...OWNER } } },
     ]);
   });
 
   it('Cancel and Clean carry no data', () => {
-    expect(given(STREAMS.RESERVED()).when(cancelCmd).then(['Cancelled'])).toEqual([{ type: 'Cancelled', data: {} }]);
-    expect(given(STREAMS.CANCELLED()).when(cleanCmd).then(['Cleaned'])).toEqual([{ type: 'Cleaned', data: {} }]);
+    expect(given(STREAMS.RESERVED()).when(cancelCmd, AT.cancel).then(['Cancelled'])).toEqual([{ type: 'Cancelled', data: {} }]);
+    expect(given(STREAMS.CANCELLED()).when(cleanCmd, AT.clean).then(['Cleaned'])).toEqual([{ type: 'Cleaned', data: {} }]);
   });
 
   it('a claim can be released and the reservation claimed again', () => {
     const events = history(
       [reserveCmd(), AT.reserve],
-      [claimCmd(AT.claim), AT.claim],
+      [claimCmd, AT.claim],
       [releaseCmd, AT.release],
     );
-    given(events).when(claimCmd(AT.release + 1)).then(['DispatchClaimed']);
+    given(events).when(claimCmd, AT.release + 1).then(['DispatchClaimed']);
   });
 });
 
@@ -446,8 +447,8 @@ describe('evolve: how each event changes the projection row', () => {
   });
 
   it('DispatchClaimed after a release clears the release message', () => {
-    const events = history([reserveCmd(), AT.reserve], [claimCmd(AT.claim), AT.claim], [releaseCmd, AT.release], [
-      claimCmd(AT.release + 500),
+    const events = history([reserveCmd(), AT.reserve], [claimCmd, AT.claim], [releaseCmd, AT.release], [
+      claimCmd,
       AT.release + 500,
     ]);
     const state = fold(events);
@@ -494,7 +495,7 @@ describe('evolve: how each event changes the projection row', () => {
     expect(fold(STREAMS.CANCELLED())).toEqual({ ...reserved, status: 'CANCELLED', updatedAt: T0 + 10, version: 2 });
     const afterFailure = history(
       [reserveCmd(), AT.reserve],
-      [claimCmd(AT.claim), AT.claim],
+      [claimCmd, AT.claim],
       [failCmd, AT.fail],
       [cancelCmd, AT.fail + 5000],
     );
@@ -509,7 +510,7 @@ describe('evolve: how each event changes the projection row', () => {
   });
 
   it("ClaimReleased: RESERVED, updated_at, last_error 'recovered from DISPATCHING', claim cleared", () => {
-    const events = history([reserveCmd(), AT.reserve], [claimCmd(AT.claim), AT.claim], [releaseCmd, AT.release]);
+    const events = history([reserveCmd(), AT.reserve], [claimCmd, AT.claim], [releaseCmd, AT.release]);
     expect(fold(events)).toEqual({
       ...reserved,
       status: 'RESERVED',
@@ -613,10 +614,10 @@ describe('purity: decide and evolve do not mutate their inputs', () => {
     it(`decide on ${status} with frozen state and commands`, () => {
       const state = deepFreeze(fold(STREAMS[status]()));
       const before = structuredClone(state);
-      for (const command of Object.values(COMMANDS)) {
+      for (const [command, nowMs] of Object.values(COMMANDS)) {
         deepFreeze(command);
         try {
-          decide(state, command);
+          decide(state, command, nowMs);
         } catch (error) {
           // Only the state machine may refuse; a TypeError would mean a write to a frozen input.
           expect(error).toBeInstanceOf(IllegalTransitionError);
@@ -630,9 +631,9 @@ describe('purity: decide and evolve do not mutate their inputs', () => {
     const events = deepFreeze(
       history(
         [reserveCmd(), AT.reserve],
-        [claimCmd(AT.claim), AT.claim],
+        [claimCmd, AT.claim],
         [releaseCmd, AT.release],
-        [claimCmd(AT.release + 1), AT.release + 1],
+        [claimCmd, AT.release + 1],
         [failCmd, AT.release + 2],
         [cancelCmd, AT.release + 3],
         [cleanCmd, AT.release + 4],
@@ -654,6 +655,7 @@ describe('purity: decide and evolve do not mutate their inputs', () => {
 describe('retries (reserve --max-attempts / --retry-delay)', () => {
   const retrying = (max: number, delay: number): ReservationCommand => ({
     type: 'Reserve',
+    runKey: RUN_KEY,
     command: ['job'],
     orchesjobStartOptions: [],
     metadata: null,
@@ -662,27 +664,27 @@ describe('retries (reserve --max-attempts / --retry-delay)', () => {
     maxAttempts: max,
     retryDelay: delay,
   });
-  const fail = (nowMs: number): ReservationCommand => ({ type: 'RecordFailure', error: `boom at ${nowMs}`, exitCode: 7, nowMs });
-  const claim = (nowMs: number): ReservationCommand => ({ type: 'Claim', owner: OWNER, argv: ['orchesjob'], nowMs });
+  const fail = (nowMs: number): ReservationCommand => ({ type: 'RecordFailure', error: `boom at ${nowMs}`, exitCode: 7 });
+  const claim: ReservationCommand = { type: 'Claim', owner: OWNER, argv: ['orchesjob'] };
   const run = (...steps: [ReservationCommand, number][]) => history(...steps);
 
   it('a failed start with attempts left goes back to RESERVED, due again after the delay', () => {
-    const events = run([retrying(3, 30), T0 * 1000], [claim(T0 * 1000 + 5), T0 * 1000 + 5], [fail(T0 * 1000 + 900), T0 * 1000 + 900]);
+    const events = run([retrying(3, 30), T0 * 1000], [claim, T0 * 1000 + 5], [fail(T0 * 1000 + 900), T0 * 1000 + 900]);
     expect(events.map((e) => e.type)).toEqual(['Reserved', 'DispatchClaimed', 'DispatchAttemptFailed']);
     expect(events[2]?.data).toEqual({ error: `boom at ${T0 * 1000 + 900}`, exit_code: 7, attempt: 1, max_attempts: 3, retry_at: T0 + 30 });
     const state = fold(events)!;
     expect(state).toMatchObject({ status: 'RESERVED', attempts: 1, retryAt: T0 + 30, lastError: `boom at ${T0 * 1000 + 900}`, claim: null });
-    expect(() => decide(state, claim((T0 + 29) * 1000 + 999))).toThrow(IllegalTransitionError);
-    expect(decide(state, claim((T0 + 30) * 1000)).map((e) => e.type)).toEqual(['DispatchClaimed']);
+    expect(() => decide(state, claim, (T0 + 29) * 1000 + 999)).toThrow(IllegalTransitionError);
+    expect(decide(state, claim, (T0 + 30) * 1000).map((e) => e.type)).toEqual(['DispatchClaimed']);
   });
 
   it('the last attempt ends in DISPATCH_FAILED; every attempt error stays in the history', () => {
     const ms = T0 * 1000;
     const events = run(
       [retrying(2, 0), ms],
-      [claim(ms + 1), ms + 1],
+      [claim, ms + 1],
       [fail(ms + 2), ms + 2],
-      [claim(ms + 3), ms + 3],
+      [claim, ms + 3],
       [fail(ms + 4), ms + 4],
     );
     expect(events.map((e) => e.type)).toEqual(['Reserved', 'DispatchClaimed', 'DispatchAttemptFailed', 'DispatchClaimed', 'DispatchFailed']);
@@ -691,7 +693,7 @@ describe('retries (reserve --max-attempts / --retry-delay)', () => {
 
   it('one attempt (the default) fails at once, as the spec says', () => {
     const ms = T0 * 1000;
-    const events = run([retrying(1, 60), ms], [claim(ms + 1), ms + 1], [fail(ms + 2), ms + 2]);
+    const events = run([retrying(1, 60), ms], [claim, ms + 1], [fail(ms + 2), ms + 2]);
     expect(events.map((e) => e.type)).toEqual(['Reserved', 'DispatchClaimed', 'DispatchFailed']);
     expect(events[0]?.data).not.toHaveProperty('max_attempts');
   });
@@ -699,10 +701,10 @@ describe('retries (reserve --max-attempts / --retry-delay)', () => {
   it('expires_at still wins over a pending retry', () => {
     const ms = T0 * 1000;
     const reserve: ReservationCommand = { ...(retrying(3, 60) as Extract<ReservationCommand, { type: 'Reserve' }>), expiresAt: T0 + 10 };
-    const events = run([reserve, ms], [claim(ms + 1), ms + 1], [fail(ms + 2), ms + 2]);
+    const events = run([reserve, ms], [claim, ms + 1], [fail(ms + 2), ms + 2]);
     const state = fold(events)!;
     expect(state.status).toBe('RESERVED');
-    expect(decide(state, { type: 'Expire', nowMs: (T0 + 10) * 1000 }).map((e) => e.type)).toEqual(['Expired']);
-    expect(() => decide(state, claim((T0 + 60) * 1000))).toThrow(IllegalTransitionError);
+    expect(decide(state, { type: 'Expire' }, (T0 + 10) * 1000).map((e) => e.type)).toEqual(['Expired']);
+    expect(() => decide(state, claim, (T0 + 60) * 1000)).toThrow(IllegalTransitionError);
   });
 });
