@@ -1,5 +1,9 @@
+import type { Kysely } from 'kysely';
+import type { Database } from '../db/schema.js';
 import type { ReservationEvent, ReservationState } from '../events/index.js';
+import { fold } from '../events/index.js';
 import type { StoredEvent } from '../events/store.js';
+import { readStream } from '../events/store.js';
 import { stringifySorted } from '../json.js';
 import { localIso } from '../output.js';
 
@@ -97,6 +101,33 @@ export function lifecycleLine(event: string, fields: Record<string, unknown>, no
   return { ...fields, ...timestamp(nowMs), event };
 }
 
+/** `reserver_started`: how this dispatcher was configured. */
+export function startedLine(
+  o: {
+    readonly dbLabel: string;
+    readonly orchesjobBin: string;
+    readonly startOptions: readonly string[];
+    readonly pollIntervalMs: number;
+    readonly dispatcherId: string;
+    readonly maxConcurrentStarts: number;
+    readonly startTimeoutMs: number;
+  },
+  startedAtMs: number,
+): LogLine {
+  const fields = {
+    db: o.dbLabel,
+    orchesjob_bin: o.orchesjobBin,
+    orchesjob_start_options: o.startOptions,
+    poll_interval: o.pollIntervalMs / 1000,
+    run_started_at: Math.floor(startedAtMs / 1000),
+    dispatcher_id: o.dispatcherId,
+    pid: process.pid,
+    max_concurrent_starts: o.maxConcurrentStarts,
+    start_timeout: o.startTimeoutMs / 1000,
+  };
+  return lifecycleLine('reserver_started', fields, startedAtMs);
+}
+
 /** `ts` in the host's local time with its offset, as the Python tool printed it, and `ts_epoch`. */
 export function timestamp(ms: number): { ts: string; ts_epoch: number } {
   return { ts: localIso(ms), ts_epoch: Math.floor(ms / 1000) };
@@ -105,4 +136,17 @@ export function timestamp(ms: number): { ts: string; ts_epoch: number } {
 /** One JSON line, keys sorted. */
 export function formatLine(line: LogLine): string {
   return stringifySorted(line);
+}
+
+/** The lines of a page of ledger events, in order, joined for one write. */
+export async function eventLines(db: Kysely<Database>, events: readonly StoredEvent[]): Promise<string> {
+  const lines: string[] = [];
+  for (const event of events) lines.push(formatLine(eventLine(event, event.type === 'Expired' ? await stateAt(db, event) : null)));
+  return lines.join('\n');
+}
+
+/** A reservation as it was right after `event` (the fold of its stream up to that version). */
+async function stateAt(db: Kysely<Database>, event: StoredEvent): Promise<ReservationState> {
+  const stream = await readStream(db, event.reservationId);
+  return fold(stream.filter((e) => e.version <= event.version));
 }

@@ -1,0 +1,110 @@
+import type { Kysely } from 'kysely';
+import type { Database } from '../db/schema.js';
+import { ReserverError } from '../errors.js';
+import type { ClaimOwner, Reservation } from '../events/index.js';
+import { IllegalTransitionError } from '../events/index.js';
+import type { WriteTx } from '../ledger.js';
+import { write } from '../ledger.js';
+import type { DispatchClient } from '../orchesjob/client.js';
+import { anyExpiring, findExpiring, findReady } from '../projections/reservations.js';
+import type { PendingRecord } from './starts.js';
+
+/** What a pass writes with: who this dispatcher is and how its starts are made. */
+export interface PassContext {
+  readonly db: Kysely<Database>;
+  readonly actor: string;
+  readonly clock: () => number;
+  readonly owner: ClaimOwner & { readonly process_start?: string | null };
+  readonly client: DispatchClient;
+  /** Global `orchesjob start` options, before each reservation's own. */
+  readonly startOptions: readonly string[];
+  readonly startTimeoutMs: number;
+}
+
+/** A claim made by a pass, and the argv its start runs. */
+export interface Claimed {
+  readonly reservation: Reservation;
+  readonly argv: string[];
+}
+
+export interface PassResult {
+  readonly claimed: Claimed[];
+  /** Outcomes whose reservation was no longer DISPATCHING (cleaned or settled meanwhile): not written. */
+  readonly unrecorded: PendingRecord[];
+}
+
+/**
+ * A pass's one write transaction (group commit: one sync for all of it): expire what is due, claim up
+ * to `slots` in queue order, and record the finished starts of `batch`. Each claim is a conditional
+ * transition (only from RESERVED, only once due), so two dispatchers never hold one. With nothing to
+ * record it reads first: the write lock is taken only when there is work. When not `claiming`
+ * (stopping, or the database file is not where it was opened) it only records.
+ */
+export async function writePass(
+  ctx: PassContext,
+  work: { readonly claiming: boolean; readonly slots: number; readonly batch: readonly PendingRecord[] },
+): Promise<PassResult> {
+  const { claiming, slots, batch } = work;
+  if (batch.length === 0 && !(claiming && (await anythingDue(ctx, slots)))) return { claimed: [], unrecorded: [] };
+  return write(ctx.db, { actor: ctx.actor, now: ctx.clock }, async (w) => {
+    const claimed: Claimed[] = [];
+    if (claiming) {
+      const nowSec = Math.floor(w.nowMs / 1000);
+      for (const state of (await anyExpiring(w.tx, nowSec)) ? await findExpiring(w.tx, nowSec) : []) {
+        await w.execute({ state }, { type: 'Expire' });
+      }
+      // Claims first: a freed slot's next claim stands in the ledger before the record of the start
+      // that freed it, as when they were separate transactions.
+      if (slots > 0) claimed.push(...(await claimReady(ctx, w, slots)));
+    }
+    return { claimed, unrecorded: await recordOutcomes(w, batch) };
+  });
+}
+
+/** Whether a pass would expire or claim anything now (read without the write lock). */
+async function anythingDue({ db, clock }: PassContext, slots: number): Promise<boolean> {
+  const nowSec = Math.floor(clock() / 1000);
+  return (await anyExpiring(db, nowSec)) || (slots > 0 && (await findReady(db, nowSec, 1)).length > 0);
+}
+
+/** Claim up to `limit` ready reservations in the pass's transaction. */
+async function claimReady(ctx: PassContext, w: WriteTx, limit: number): Promise<Claimed[]> {
+  const claimed: Claimed[] = [];
+  for (const ready of await findReady(w.tx, Math.floor(w.nowMs / 1000), limit)) {
+    const argv = ctx.client.startArgv(ctx.startOptions, ready);
+    try {
+      const command = { type: 'Claim', owner: ctx.owner, argv, startTimeoutMs: ctx.startTimeoutMs } as const;
+      claimed.push({ reservation: (await w.execute({ state: ready }, command)).reservation, argv });
+    } catch (error) {
+      // Due by the second but not yet by the millisecond: a later wake takes it.
+      if (!(error instanceof IllegalTransitionError)) throw error;
+    }
+  }
+  return claimed;
+}
+
+/** Record each outcome; returns those whose reservation is no longer DISPATCHING. */
+async function recordOutcomes(w: WriteTx, batch: readonly PendingRecord[]): Promise<PendingRecord[]> {
+  const unrecorded: PendingRecord[] = [];
+  for (const item of batch) {
+    const { outcome } = item;
+    const command = outcome.ok
+      ? ({ type: 'RecordDispatch', jobId: outcome.jobId, recovered: outcome.recovered === true } as const)
+      : ({ type: 'RecordFailure', error: outcome.error, exitCode: outcome.exitCode } as const);
+    try {
+      // decide() throws before anything is appended, so the other outcomes of the batch still commit.
+      await w.execute({ reservationId: item.reservation.reservationId }, command);
+    } catch (error) {
+      const gone = error instanceof ReserverError && error.code === 'NOT_FOUND'; // cleaned while its start ran
+      if (!(error instanceof IllegalTransitionError) && !gone) throw error;
+      unrecorded.push(item);
+    }
+  }
+  return unrecorded;
+}
+
+/** Why an outcome was not written (`dispatcher_error`): nothing is dropped without a word. */
+export function notRecorded({ reservation: r, outcome }: PendingRecord): string {
+  const what = outcome.ok ? `job_id=${outcome.jobId}` : outcome.error;
+  return `reservation ${r.reservationId} (${r.runKey}) left DISPATCHING while its start ran; outcome not recorded: ${what}`;
+}

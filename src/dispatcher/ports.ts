@@ -1,0 +1,31 @@
+import type { Ledger } from '../db/handle.js';
+import type { Waker } from '../db/waker.js';
+import type { DispatchClient } from '../orchesjob/client.js';
+
+/**
+ * What a dispatcher is given: its settings, and the ports through which it meets the world. `run`
+ * passes the real ones; an in-process test passes a fake clock, a fake orchesjob and sleeps it ends
+ * itself (test/int/dispatcher-*.int.test.ts).
+ */
+export interface DispatcherOptions {
+  readonly ledger: Ledger;
+  /** The database path as given, for `reserver_started`. */
+  readonly dbLabel: string;
+  readonly orchesjobBin: string;
+  /** Global options, before each reservation's own. */
+  readonly startOptions: readonly string[];
+  readonly pollIntervalMs: number;
+  readonly errorSleepMs: number;
+  readonly startTimeoutMs: number;
+  readonly maxConcurrentStarts: number;
+  /** JSON Lines (stdout) and `dispatcher_error` lines (stderr): lines joined by newlines, without the last. */
+  readonly out?: (lines: string) => void;
+  readonly err?: (line: string) => void;
+  /** Epoch milliseconds. Default: `Date.now`. */
+  readonly clock?: () => number;
+  /** How orchesjob is started and asked. Default: the real one, at `orchesjobBin`. */
+  readonly client?: DispatchClient;
+  /** The sleeps between passes. Default: woken by other processes' commits to the ledger. */
+  readonly waker?: Waker;
+}
+
