@@ -4,7 +4,7 @@ import { messageOf } from '../errors.js';
 import { lastPosition } from '../events/store.js';
 import { LedgerTail } from '../events/tail.js';
 import { OrchesjobClient } from '../orchesjob/client.js';
-import { nextDueAt } from '../projections/reservations.js';
+import { nextWakeTimes } from '../projections/reservations.js';
 import { FileGuard } from './guard.js';
 import { eventLines, formatLine, lifecycleLine, startedLine } from './log.js';
 import { selfOwner } from './owner.js';
@@ -122,7 +122,7 @@ export class Dispatcher {
     }
     if (!file.ok) throw new Error(file.message);
     const canClaim = !this.stopping && this.starts.running < maxConcurrentStarts;
-    return sleepMs({ nowMs: clock(), nextDueSec: await nextDueAt(this.opts.ledger.db), pollIntervalMs, canClaim });
+    return sleepMs({ nowMs: clock(), ...(await nextWakeTimes(this.opts.ledger.db)), pollIntervalMs, canClaim });
   }
 
   /** Settle the claims of dispatchers that are gone; what it writes is printed like every event. */

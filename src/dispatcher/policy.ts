@@ -17,21 +17,25 @@ export function recoveryDue(nowMs: number, lastRecoveryMs: number, pollIntervalM
 }
 
 /**
- * How long the loop sleeps after a pass: until the next `not_before`/`expires_at` (`nextDueSec`, epoch
- * seconds, null when nothing waits), at most the poll interval, at least 1 ms. When work is due but
- * cannot be claimed (every slot is taken, or the dispatcher is stopping), a poll interval: a finishing
- * start wakes the loop anyway.
+ * How long the loop sleeps after a pass: until the next `not_before` (`nextDueSec`) or `expires_at`
+ * (`nextExpirySec`), epoch seconds, null when none waits; at most the poll interval, at least 1 ms.
+ * When it cannot claim (every slot is taken, or it is stopping) a due reservation does not end the
+ * sleep (a finishing start wakes the loop), but a coming expiry still does: the orchestrator's cutoff
+ * is recorded when it passes, however long the starts in flight take.
  */
 export function sleepMs(facts: {
   readonly nowMs: number;
   readonly nextDueSec: number | null;
+  readonly nextExpirySec: number | null;
   readonly pollIntervalMs: number;
   readonly canClaim: boolean;
 }): number {
-  const { nowMs, nextDueSec, pollIntervalMs } = facts;
-  const untilDue = nextDueSec === null ? pollIntervalMs : Math.min(pollIntervalMs, nextDueSec * 1000 - nowMs);
-  if (!facts.canClaim && untilDue <= 0) return pollIntervalMs;
-  return Math.max(1, untilDue);
+  const { nowMs, pollIntervalMs, canClaim } = facts;
+  const untilMs = (sec: number | null) => (sec === null ? Number.POSITIVE_INFINITY : sec * 1000 - nowMs);
+  const due = canClaim ? untilMs(facts.nextDueSec) : Number.POSITIVE_INFINITY;
+  const expiry = untilMs(facts.nextExpirySec);
+  // An expiry already passed is written by the next pass that may claim; without one, it must not spin.
+  return Math.max(1, Math.min(pollIntervalMs, due, canClaim || expiry > 0 ? expiry : Number.POSITIVE_INFINITY));
 }
 
 /**

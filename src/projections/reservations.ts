@@ -245,10 +245,17 @@ const selectExpiring = prepared((db, nowSec: number) =>
  * waits: the dispatcher sleeps until then (or its poll interval, whichever comes first).
  */
 export async function nextDueAt(db: Reader): Promise<number | null> {
+  const { nextDueSec, nextExpirySec } = await nextWakeTimes(db);
+  const times = [nextDueSec, nextExpirySec].filter((t): t is number => t !== null);
+  return times.length === 0 ? null : Math.min(...times);
+}
+
+/** `nextDueAt`'s two times apart: the earliest due (`not_before`, retry) and the earliest `expires_at`. */
+export async function nextWakeTimes(db: Reader): Promise<{ nextDueSec: number | null; nextExpirySec: number | null }> {
   const [due] = await selectNextDue(db);
   const [expiry] = await selectNextExpiry(db);
-  const times = [due?.at, expiry?.at].filter((t): t is number => typeof t === 'number');
-  return times.length === 0 ? null : Math.min(...times);
+  const at = (row: { at: number | null } | undefined) => (typeof row?.at === 'number' ? row.at : null);
+  return { nextDueSec: at(due), nextExpirySec: at(expiry) };
 }
 
 const selectNextDue = prepared((db) => nextDueQueries(db).due);
