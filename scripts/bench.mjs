@@ -2,13 +2,16 @@
 // and run them. Figures are printed next to their targets.
 //
 //   node scripts/bench.mjs [all|dispatch|scale] [scale flags...]
+//   node scripts/bench.mjs ab [--rounds N] [--run-rounds N] [--lag-rounds N] <dist> <dist>...
 //
 // `all` (the default) runs the dispatcher bench (bench/dispatch.bench.ts), then the scale bench
 // (bench/scale.bench.ts; its flags are listed at the top of that file). The scale bench generates its
 // ledgers once (up to 1M events, a few minutes) and caches them under dist-bench/ledgers/.
+// `ab` (not part of `all`) sets builds of the CLI side by side: start-up and firing lag
+// (bench/startup-ab.bench.ts).
 import { build } from 'esbuild';
 
-const which = ['all', 'dispatch', 'scale'].includes(process.argv[2]) ? process.argv[2] : 'all';
+const which = ['all', 'dispatch', 'scale', 'ab'].includes(process.argv[2]) ? process.argv[2] : 'all';
 const flags = process.argv.slice(which === process.argv[2] ? 3 : 2);
 
 async function bundle(entry, name) {
@@ -32,5 +35,9 @@ if (which === 'all' || which === 'dispatch') {
 }
 if (which === 'all' || which === 'scale') {
   const { main } = await bundle('bench/scale.bench.ts', 'scale-bench');
+  await main(flags);
+}
+if (which === 'ab') {
+  const { main } = await bundle('bench/startup-ab.bench.ts', 'startup-ab');
   await main(flags);
 }

@@ -1,7 +1,7 @@
 // Build dist/: the entry point dist/cli.js, and one CommonJS bundle per subcommand
 // (dist/commands/<name>.js: the program and that command; dist/main.js: usage and errors), each
-// with the V8 code cache of a run of it (see src/cli.ts). better-sqlite3 stays external (native
-// addon), and so does consola (loaded only for --verbose and progress on a terminal).
+// with its V8 code cache (see src/cli.ts). better-sqlite3 stays external (native addon), and so does
+// consola (loaded only for --verbose and progress on a terminal).
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,8 +15,25 @@ const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 const next = join(root, `dist.next-${process.pid}`);
 const old = join(root, `dist.old-${process.pid}`);
 
-// The subcommands, as src/commands/index.ts lists them (compiled here, in memory, to read the list).
-const names = await subcommandNames();
+const names = subcommandNames();
+
+// `node -e CODE_CACHE_WRITER <bundle in dist.next> <its path in dist/> [argv...]`: load the bundle as
+// src/bundle.ts does (the same wrapper: V8 takes a cache only for the same source), run its program
+// with argv if there is one, and at exit save its V8 code cache beside it. Under the bundle's final
+// path: V8 keeps the file name a cache was made with (stack traces, profiles).
+const CODE_CACHE_WRITER = `
+const { readFileSync, writeFileSync } = require('node:fs');
+const { createRequire } = require('node:module');
+const { dirname } = require('node:path');
+const { Script } = require('node:vm');
+const [built, file, ...argv] = process.argv.slice(1);
+const source = '(function (exports, require, module, __filename, __dirname) {' + readFileSync(built, 'utf8') + '\\n})';
+const script = new Script(source, { filename: file });
+const bundle = { exports: {} };
+script.runInThisContext().call(bundle.exports, bundle.exports, createRequire(file), bundle, file, dirname(file));
+process.once('exit', () => writeFileSync(built + '.v8cache', script.createCachedData()));
+if (argv.length > 0) void bundle.exports.main(argv, () => bundle.exports.command);
+`;
 
 // Each dist/commands/<name>.js exports the program and its command.
 const commandEntries = {
@@ -71,50 +88,49 @@ await build({ ...options, entryPoints: { cli: join(root, 'src/cli.ts') }, banner
 // The package is an ES module package; its built files are CommonJS.
 writeFileSync(join(next, 'package.json'), '{ "type": "commonjs" }\n');
 chmodSync(join(next, 'cli.js'), 0o755);
+const trained = ['reserve', 'run']; // their caches come from a run of the command (writeTrainedCodeCaches)
+for (const bundle of ['main.js', ...names.filter((n) => !trained.includes(n)).map((n) => `commands/${n}.js`)]) writeCodeCache(bundle, []);
+writeTrainedCodeCaches();
 
 if (existsSync(join(root, 'dist'))) renameSync(join(root, 'dist'), old);
 renameSync(next, join(root, 'dist'));
 rmSync(old, { recursive: true, force: true });
-// In place: V8 keeps the file names a cache was made with (stack traces, profiles). Until a bundle's
-// cache is written, it is compiled as before.
-trainCodeCache(join(root, 'dist'));
 
 /**
- * Run each command once on a scratch database, so that each bundle's code cache holds what a real
- * run compiles. For `run` that is one whole dispatch, through a throwaway orchesjob that answers and
- * then asks the dispatcher to stop: a dispatcher's first dispatch after it starts then runs code
- * already compiled (the firing lag of docs/performance.md).
+ * Save a bundle's code cache (`<bundle>.v8cache`, which dist/cli.js hands to V8), in dist.next so that
+ * dist/ is swapped in with its caches. Without argv the cache holds the bundle's top level (the
+ * modules' definitions, no command); with argv, also what that run of the command compiled.
  */
-function trainCodeCache(dist) {
+function writeCodeCache(bundle, argv) {
+  const r = spawnSync(process.execPath, ['-e', CODE_CACHE_WRITER, join(next, bundle), join(root, 'dist', bundle), ...argv], {
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  if (r.error !== undefined || r.status !== 0) {
+    throw new Error(`build: the code cache run of ${bundle} ${argv.join(' ')} exited ${r.status}: ${r.error ?? r.stderr}`);
+  }
+  return r.stdout;
+}
+
+/**
+ * The caches made from a run of the command, on a scratch ledger, where that run pays
+ * (docs/performance.md, "Code caches made by the build"; for the other commands it buys 1-3 ms):
+ * - `reserve` of a new run key: 3-6 ms of its start-up, which keep it within 1.3x `node -e ''`;
+ * - `run` through one whole dispatch, through a throwaway orchesjob that answers and then asks the
+ *   dispatcher to stop: a dispatcher's first dispatch after it starts then runs code already compiled
+ *   (its median firing lag 6-7.5 ms lower).
+ */
+function writeTrainedCodeCaches() {
   const scratch = mkdtempSync(join(tmpdir(), 'orchesjob-reserver-build-'));
   const db = join(scratch, 'reserver.sqlite3');
-  const cli = (args, expected, env = { ORCHESJOB_RESERVER_BUILD_CODE_CACHE: '1' }) => {
-    const r = spawnSync(process.execPath, [join(dist, 'cli.js'), ...args], {
-      env: { ...process.env, ...env },
-      encoding: 'utf8',
-      timeout: 60_000,
-    });
-    if (r.error !== undefined || r.status !== expected) {
-      throw new Error(`build: code cache run "${args.join(' ')}" exited ${r.status}, expected ${expected}: ${r.error ?? r.stderr}`);
-    }
-    return r.stdout;
-  };
+  const orchesjob = join(scratch, 'orchesjob');
+  writeFileSync(orchesjob, `#!/bin/sh\nprintf '{"job_id":"build-%s"}\\n' "$$"\nkill -TERM "$PPID"\n`, { mode: 0o755 });
   try {
-    cli(['list', '--db', db], 0, {}); // create and migrate the database, outside the training
-    cli(['--help'], 0);
-    cli(['reserve', '--db', db, '--run-key', 'build-1', '--', '/bin/true'], 0);
-    cli(['status', '--db', db, '--run-key', 'build-1'], 0);
-    cli(['list', '--db', db, '--limit', '50'], 0);
-    cli(['result', '--db', db, '--run-key', 'build-1'], 5);
-    cli(['cancel', '--db', db, '--run-key', 'build-1'], 0);
-    cli(['history', '--db', db, '--run-key', 'build-1'], 0);
-    cli(['clean', '--db', db, '--run-key', 'build-1', '--all'], 0);
-    cli(['events', '--db', db, '--limit', '10'], 0);
-    cli(['replay', '--db', db, '--verify'], 0);
-    const orchesjob = join(scratch, 'orchesjob');
-    writeFileSync(orchesjob, `#!/bin/sh\nprintf '{"job_id":"build-%s"}\\n' "$$"\nkill -TERM "$PPID"\n`, { mode: 0o755 });
-    cli(['reserve', '--db', db, '--run-key', 'build-run', '--', '/bin/true'], 0, {});
-    const lines = cli(['run', '--db', db, '--orchesjob-bin', orchesjob, '--poll-interval', '0.2'], 0);
+    // Create and migrate the ledger outside the runs that make caches.
+    const list = spawnSync(process.execPath, [join(next, 'cli.js'), 'list', '--db', db], { encoding: 'utf8', timeout: 60_000 });
+    if (list.status !== 0) throw new Error(`build: list on the scratch ledger exited ${list.status}: ${list.error ?? list.stderr}`);
+    writeCodeCache('commands/reserve.js', ['reserve', '--db', db, '--run-key', 'build-run', '--', '/bin/true']);
+    const lines = writeCodeCache('commands/run.js', ['run', '--db', db, '--orchesjob-bin', orchesjob, '--poll-interval', '0.2']);
     // Trained on the path that matters: the start succeeded (not a failed start, then the timeout).
     if (!/"event":"dispatch_succeeded".*"job_id":"build-/.test(lines)) {
       throw new Error(`build: the code cache run of "run" did not dispatch through ${orchesjob}:\n${lines}`);
@@ -124,16 +140,11 @@ function trainCodeCache(dist) {
   }
 }
 
-async function subcommandNames() {
-  const { outputFiles } = await build({
-    entryPoints: [join(root, 'src/commands/index.ts')],
-    bundle: true,
-    format: 'cjs',
-    platform: 'node',
-    write: false,
-    logLevel: 'warning',
-  });
-  const module = { exports: {} };
-  new Function('module', 'exports', outputFiles[0].text)(module, module.exports);
-  return module.exports.SUBCOMMAND_NAMES;
+/** The subcommands, as `SUBCOMMAND_NAMES` in src/commands/index.ts lists them. */
+function subcommandNames() {
+  const file = join(root, 'src/commands/index.ts');
+  const list = /export const SUBCOMMAND_NAMES = \[([^\]]*)\]/.exec(readFileSync(file, 'utf8'));
+  const names = list === null ? [] : [...list[1].matchAll(/'([^']+)'/g)].map((m) => m[1]);
+  if (names.length === 0) throw new Error(`build: no "export const SUBCOMMAND_NAMES = ['...', ...]" in ${file}`);
+  return names;
 }

@@ -2,7 +2,7 @@
  * How `dist/cli.js` runs a bundle: compiled with the V8 code cache the build saved beside it, and
  * given this process's `require` (see src/cli.ts for why, and scripts/build.mjs for how they are made).
  */
-import { readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Script } from 'node:vm';
 import type { CommandDef } from 'citty';
@@ -14,25 +14,13 @@ export interface Bundle {
   command?: CommandDef;
 }
 
-/** Set by scripts/build.mjs only: write each loaded bundle's code cache when the process exits. */
-const WRITE_CACHE = process.env['ORCHESJOB_RESERVER_BUILD_CODE_CACHE'] === '1';
-
 export function loadBundle(file: string): Bundle {
-  const cacheFile = `${file}.v8cache`;
-  const cachedData = WRITE_CACHE ? undefined : readCache(cacheFile, file);
-  const script = compileBundle(file, readFileSync(file, 'utf8'), cachedData);
+  const script = compileBundle(file, readFileSync(file, 'utf8'), readCache(`${file}.v8cache`, file));
   // The bundles' only require()s are Node's modules and better-sqlite3 and consola, which resolve from
   // dist/commands/ as from here; so they get this file's require (node:module costs milliseconds).
   const module = { exports: {} };
   const wrapper = script.runInThisContext() as (...args: unknown[]) => void;
   wrapper.call(module.exports, module.exports, require, module, file, join(file, '..'));
-  if (WRITE_CACHE) {
-    // At exit, the cache also holds the functions the run compiled lazily.
-    process.once('exit', () => {
-      writeFileSync(`${cacheFile}.tmp`, script.createCachedData());
-      renameSync(`${cacheFile}.tmp`, cacheFile); // a CLI starting meanwhile reads all of it or none
-    });
-  }
   return module.exports as Bundle;
 }
 
@@ -45,7 +33,10 @@ function readCache(cacheFile: string, file: string): Buffer | undefined {
   }
 }
 
-/** Compile a CommonJS bundle as Node would wrap it; `script.cachedDataRejected` tells whether V8 took the cache. */
+/**
+ * Compile a CommonJS bundle as Node would wrap it; `script.cachedDataRejected` tells whether V8 took the
+ * cache. scripts/build.mjs makes the caches with the same wrapper.
+ */
 export function compileBundle(file: string, source: string, cachedData?: Buffer): Script {
   return new Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
     filename: file,

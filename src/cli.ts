@@ -3,9 +3,9 @@
  *
  * Starting up is most of what `reserve` and `status` cost over SSH, and most of starting up is V8
  * compiling JavaScript. So each subcommand is its own CommonJS bundle (`dist/commands/<name>.js`,
- * the program and that command; `dist/main.js` for usage and errors), and the build runs each one
- * once and saves V8's code cache beside it (`<bundle>.v8cache`). Here that cache is handed to V8,
- * which then skips compiling what the cache holds.
+ * the program and that command; `dist/main.js` for usage and errors), and the build loads each one
+ * (and runs `reserve`, and `run` through one dispatch) and saves V8's code cache beside it
+ * (`<bundle>.v8cache`). Here that cache is handed to V8, which then skips compiling what it holds.
  *
  * V8 accepts a cache only if the same V8 version and flags made it, for a source of the same length;
  * otherwise it compiles as usual (a newer Node, `--cpu-prof`...). A cache older than its bundle is not
