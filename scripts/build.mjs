@@ -51,7 +51,7 @@ const options = {
   // import() becomes require(): lazily loaded modules (migrations, child_process, consola) stay lazy
   // without going through the ES module loader.
   supported: { 'dynamic-import': false },
-  external: ['better-sqlite3', 'consola'],
+  external: ['better-sqlite3', 'consola', 'unix-dgram'],
   define: { __VERSION__: JSON.stringify(pkg.version) },
   plugins: [commandEntries, ulidWithoutNodeCrypto],
   minify: true,
@@ -111,6 +111,13 @@ function trainCodeCache(dist) {
     cli(['clean', '--db', db, '--run-key', 'build-1', '--all'], 0);
     cli(['events', '--db', db, '--limit', '10'], 0);
     cli(['replay', '--db', db, '--verify'], 0);
+    // The gate, on its path that matters: a reserve through SSH_ORIGINAL_COMMAND (and one list).
+    const policy = join(scratch, 'policy.toml');
+    writeFileSync(policy, `db = ${JSON.stringify(db)}\n[keys.build]\nverbs = ["reserve", "list"]\ncommands = ["/bin/true"]\n`, { mode: 0o600 });
+    const gate = (line) => cli(['gate', '--policy', policy, '--key', 'build'], 0, { ORCHESJOB_RESERVER_BUILD_CODE_CACHE: '1', SSH_ORIGINAL_COMMAND: line });
+    gate("orchesjob-reserver reserve --run-key build-gate --metadata-json '{\"a\": 1}' -- /bin/true");
+    gate('orchesjob-reserver list --limit 1');
+    cli(['cancel', '--db', db, '--run-key', 'build-gate'], 0, {}); // the run below dispatches only its own
     const orchesjob = join(scratch, 'orchesjob');
     writeFileSync(orchesjob, `#!/bin/sh\nprintf '{"job_id":"build-%s"}\\n' "$$"\nkill -TERM "$PPID"\n`, { mode: 0o755 });
     cli(['reserve', '--db', db, '--run-key', 'build-run', '--', '/bin/true'], 0, {});

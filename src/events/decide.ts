@@ -27,7 +27,13 @@ export type ReservationCommand =
       readonly startTimeoutMs?: number;
     }
   | { readonly type: 'RecordDispatch'; readonly jobId: string; readonly recovered?: boolean }
-  | { readonly type: 'RecordFailure'; readonly error: string; readonly exitCode: number | null }
+  | {
+      readonly type: 'RecordFailure';
+      readonly error: string;
+      readonly exitCode: number | null;
+      /** No retry whatever attempts are left (`run --policy` refused it: a retry would be refused too). */
+      readonly final?: boolean;
+    }
   | { readonly type: 'Expire' }
   | { readonly type: 'Cancel' }
   | { readonly type: 'Clean' }
@@ -126,7 +132,7 @@ export function decide(state: ReservationState, command: ReservationCommand, now
     case 'RecordFailure': {
       const error = truncate(command.error, MAX_ERROR_CHARS);
       const attempt = live.attempts + 1;
-      if (attempt < live.maxAttempts) {
+      if (attempt < live.maxAttempts && command.final !== true) {
         return [
           {
             type: 'DispatchAttemptFailed',
