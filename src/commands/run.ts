@@ -6,7 +6,8 @@ import { integerFlag, POSITIVE_INTEGER } from '../cli/integer.js';
 import { dbPath, orchesjobBin } from '../cli/paths.js';
 import { onStopSignals } from '../cli/signals.js';
 import { openLedger, refuseWorldWritable } from '../db/open.js';
-import { EXIT_CODES, invalidArgument } from '../errors.js';
+import { EXIT_CODES, invalidArgument, ReserverError } from '../errors.js';
+import { loadPolicy, PolicyError } from '../gate/policy.js';
 import { Dispatcher } from '../dispatcher/dispatcher.js';
 
 export const command = defineCommand({
@@ -35,6 +36,12 @@ export const command = defineCommand({
       valueHint: 'N',
       description: 'Starts of different reservations that may run at once. Default: 4',
     },
+    policy: {
+      type: 'string',
+      valueHint: 'PATH',
+      description:
+        "The gate's policy (gate --policy): each reservation made through the gate is checked against its key's policy when due; one no longer allowed ends DISPATCH_FAILED (last_error \"refused by policy: ...\") and is never started. Default: none (no check)",
+    },
     ...commonArgs,
   },
   run: runParsed(async ({ flags }) => {
@@ -45,6 +52,9 @@ export const command = defineCommand({
     const bin = orchesjobBin(flags);
     const path = dbPath(flags);
     refuseWorldWritable(path);
+    const policyPath = flags.policy;
+    if (policyPath === '') throw invalidArgument('Invalid --policy: empty path.');
+    if (policyPath !== undefined) checkPolicy(policyPath);
     const ledger = await openLedger(path);
     const dispatcher = new Dispatcher({
       ledger,
@@ -55,6 +65,7 @@ export const command = defineCommand({
       errorSleepMs,
       startTimeoutMs,
       maxConcurrentStarts,
+      policyPath,
     });
     // A second signal leaves claims behind; the next dispatcher's recovery settles them.
     const removeSignalHandlers = onStopSignals(() => dispatcher.stop(), 'orchesjob-reserver run');
@@ -76,4 +87,14 @@ function seconds<F, K extends StringFlagName<F>>(flags: F, name: K, fallback: nu
     throw invalidArgument(`Invalid --${name}: ${JSON.stringify(value)} (a positive number of seconds).`);
   }
   return n * 1000;
+}
+
+/** A policy that cannot be read or is invalid at start is an error then (exit 1), not a refusal of every due reservation. */
+function checkPolicy(path: string): void {
+  try {
+    loadPolicy(path);
+  } catch (error) {
+    if (error instanceof PolicyError) throw new ReserverError('GENERAL', error.message);
+    throw error;
+  }
 }

@@ -28,7 +28,7 @@ const PRINT_PAGE = 500; // events read per query when printing
  * commits or a start finishes.
  */
 export class Dispatcher {
-  private readonly opts: Required<DispatcherOptions>;
+  private readonly opts: Required<Omit<DispatcherOptions, 'policyPath'>>;
   private readonly id = ulid();
   private readonly pass: PassContext;
   private readonly starts: Starts;
@@ -51,7 +51,7 @@ export class Dispatcher {
     };
     const { clock, client, startOptions, startTimeoutMs, waker } = this.opts;
     const actor = `dispatcher:${this.id}`;
-    this.pass = { db: ledger.db, actor, clock, owner: selfOwner(this.id), client, startOptions, startTimeoutMs };
+    this.pass = { db: ledger.db, actor, clock, owner: selfOwner(this.id), client, startOptions, startTimeoutMs, policyPath: options.policyPath };
     this.starts = new Starts({ client, clock, startTimeoutMs, wake: () => waker.wake(), reportError: (e) => this.reportError(e) });
     this.starts.onEnded = () => this.stopping && waker.wake(); // the drain after stop() ends with the last one
   }

@@ -5,6 +5,7 @@ import type { ClaimOwner, Reservation } from '../events/index.js';
 import { IllegalTransitionError } from '../events/index.js';
 import type { WriteTx } from '../ledger.js';
 import { write } from '../ledger.js';
+import { dispatchRefusal, PolicyReader } from '../gate/dispatch.js';
 import type { DispatchClient } from '../orchesjob/client.js';
 import { anyExpiring, findExpiring, findReady } from '../projections/reservations.js';
 import type { PendingRecord } from './starts.js';
@@ -19,6 +20,8 @@ export interface PassContext {
   /** Global `orchesjob start` options, before each reservation's own. */
   readonly startOptions: readonly string[];
   readonly startTimeoutMs: number;
+  /** `run --policy`: reservations made through the gate are checked against this policy file when due. */
+  readonly policyPath?: string | undefined;
 }
 
 /** A claim made by a pass, and the argv its start runs. */
@@ -67,14 +70,22 @@ async function anythingDue({ db, clock }: PassContext, slots: number): Promise<b
   return (await anyExpiring(db, nowSec)) || (slots > 0 && (await findReady(db, nowSec, 1)).length > 0);
 }
 
-/** Claim up to `limit` ready reservations in the pass's transaction. */
+/**
+ * Claim up to `limit` ready reservations in the pass's transaction. Under `run --policy`, one its
+ * gate key may no longer make is claimed and failed at once in the same transaction (the state machine
+ * fails only a claim), without retries, and never started.
+ */
 async function claimReady(ctx: PassContext, w: WriteTx, limit: number): Promise<Claimed[]> {
   const claimed: Claimed[] = [];
+  const policy = ctx.policyPath === undefined ? null : new PolicyReader(ctx.policyPath);
   for (const ready of await findReady(w.tx, Math.floor(w.nowMs / 1000), limit)) {
     const argv = ctx.client.startArgv(ctx.startOptions, ready);
     try {
       const command = { type: 'Claim', owner: ctx.owner, argv, startTimeoutMs: ctx.startTimeoutMs } as const;
-      claimed.push({ reservation: (await w.execute({ state: ready }, command)).reservation, argv });
+      const refusal = policy === null ? null : await dispatchRefusal(w.tx, policy, ready);
+      const reservation = (await w.execute({ state: ready }, command)).reservation;
+      if (refusal === null) claimed.push({ reservation, argv });
+      else await w.execute({ state: reservation }, { type: 'RecordFailure', error: refusal, exitCode: null, final: true });
     } catch (error) {
       // Due by the second but not yet by the millisecond: a later wake takes it.
       if (!(error instanceof IllegalTransitionError)) throw error;
