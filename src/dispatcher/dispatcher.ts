@@ -109,7 +109,7 @@ export class Dispatcher {
     if (claiming && recoveryDue(clock(), this.lastRecoveryMs, pollIntervalMs)) await this.recover();
     const batch = this.starts.queued();
     const slots = freeSlots(maxConcurrentStarts, this.starts.running, claiming);
-    const { claimed, unrecorded } = await writePass(this.pass, { claiming, slots, batch });
+    const { claimed, unrecorded, held } = await writePass(this.pass, { claiming, slots, batch });
     this.starts.settle(batch.length);
     for (const item of unrecorded) this.reportError(new Error(notRecorded(item)));
     try {
@@ -120,7 +120,7 @@ export class Dispatcher {
       for (const { reservation, argv } of claimed) this.starts.launch(reservation, argv);
       for (const item of batch) item.recorded();
     }
-    if (!file.ok) throw new Error(file.message);
+    if (!file.ok || held !== null) throw new Error(file.ok ? (held as string) : file.message); // one dispatcher_error, then errorSleepMs
     const canClaim = !this.stopping && this.starts.running < maxConcurrentStarts;
     return sleepMs({ nowMs: clock(), ...(await nextWakeTimes(this.opts.ledger.db)), pollIntervalMs, canClaim });
   }

@@ -27,13 +27,9 @@ export type ReservationCommand =
       readonly startTimeoutMs?: number;
     }
   | { readonly type: 'RecordDispatch'; readonly jobId: string; readonly recovered?: boolean }
-  | {
-      readonly type: 'RecordFailure';
-      readonly error: string;
-      readonly exitCode: number | null;
-      /** No retry whatever attempts are left (`run --policy` refused it: a retry would be refused too). */
-      readonly final?: boolean;
-    }
+  | { readonly type: 'RecordFailure'; readonly error: string; readonly exitCode: number | null }
+  /** `run --policy`: a due reservation its gate key may no longer make; `reason` is `refused by policy: ...`. */
+  | { readonly type: 'Refuse'; readonly reason: string }
   | { readonly type: 'Expire' }
   | { readonly type: 'Cancel' }
   | { readonly type: 'Clean' }
@@ -45,6 +41,7 @@ const EVENT_OF: { readonly [C in ReservationCommand['type']]: EventType } = {
   Claim: 'DispatchClaimed',
   RecordDispatch: 'Dispatched',
   RecordFailure: 'DispatchFailed',
+  Refuse: 'DispatchRefused',
   Expire: 'Expired',
   Cancel: 'Cancelled',
   Clean: 'Cleaned',
@@ -132,7 +129,7 @@ export function decide(state: ReservationState, command: ReservationCommand, now
     case 'RecordFailure': {
       const error = truncate(command.error, MAX_ERROR_CHARS);
       const attempt = live.attempts + 1;
-      if (attempt < live.maxAttempts && command.final !== true) {
+      if (attempt < live.maxAttempts) {
         return [
           {
             type: 'DispatchAttemptFailed',
@@ -148,6 +145,8 @@ export function decide(state: ReservationState, command: ReservationCommand, now
       }
       return [{ type: 'DispatchFailed', data: { error, exit_code: command.exitCode } }];
     }
+    case 'Refuse':
+      return [{ type: 'DispatchRefused', data: { error: truncate(command.reason, MAX_ERROR_CHARS) } }];
     case 'Expire':
       if (!isExpiredAt(live, nowMs)) {
         throw new IllegalTransitionError('Expire', from, 'reservation has not reached expires_at');

@@ -9,10 +9,12 @@ import { loadPolicy, reservationRefusal } from './policy.js';
 /**
  * `run --policy`: a reservation made through the gate is checked again when it is due, against its
  * key's policy as the file says then. The policy is read at most once per pass (`PolicyReader`), and
- * only when a due reservation was made through the gate.
+ * only when a due reservation was made through the gate. Only a valid policy that says no refuses: one
+ * that cannot be read or is invalid now holds the gated reservations (they stay RESERVED, expiry still
+ * applies) until a later pass reads it.
  */
 
-/** Reads the policy file once, on first use; a file that cannot be read or is invalid is the reason for every refusal. */
+/** Reads the policy file once, on first use; remembers why it could not. */
 export class PolicyReader {
   private loaded: Policy | Error | undefined;
 
@@ -30,23 +32,31 @@ export class PolicyReader {
   }
 }
 
+/** What to do with a due reservation under `run --policy`. */
+export type DispatchVerdict =
+  | { readonly kind: 'start' }
+  /** Its key may no longer make it: `reason` is `refused by policy: ...`. */
+  | { readonly kind: 'refuse'; readonly reason: string }
+  /** The policy cannot be read or is invalid now: leave it RESERVED and say why. */
+  | { readonly kind: 'hold'; readonly why: string };
+
 /** The `gate:` actor's key name. */
 const GATE_ACTOR = /^gate:(.*)$/s;
 
-/** Why `r` may not be started now (`refused by policy: ...`), or null: it was not made through the gate, or its key still may. */
-export async function dispatchRefusal(db: Kysely<Database>, reader: PolicyReader, r: Reservation): Promise<string | null> {
+/** The verdict on `r`: `start` when it was not made through the gate, or its key still may make it. */
+export async function dispatchVerdict(db: Kysely<Database>, reader: PolicyReader, r: Reservation): Promise<DispatchVerdict> {
   const actor = await reservedBy(db, r.reservationId);
   const key = actor === null ? null : GATE_ACTOR.exec(actor)?.[1];
-  if (key === undefined || key === null) return null;
+  if (key === undefined || key === null) return { kind: 'start' };
   const policy = reader.policy();
-  if (policy instanceof Error) return `refused by policy: ${policy.message}`;
+  if (policy instanceof Error) return { kind: 'hold', why: `gated reservations held (left RESERVED) until the policy can be read: ${policy.message}` };
   const keyPolicy = policy.keys.get(key);
-  if (keyPolicy === undefined) return `refused by policy: policy ${policy.path} has no [keys.${key}] table`;
+  if (keyPolicy === undefined) return { kind: 'refuse', reason: `refused by policy: policy ${policy.path} has no [keys.${key}] table` };
   const refusal = reservationRefusal(keyPolicy, {
     runKey: r.runKey,
     command: r.command,
     orchesjobStartOptions: r.orchesjobStartOptions,
     metadataBytes: r.metadata === null ? 0 : Buffer.byteLength(JSON.stringify(r.metadata), 'utf8'),
   });
-  return refusal === null ? null : `refused by policy: ${refusal} (key ${key})`;
+  return refusal === null ? { kind: 'start' } : { kind: 'refuse', reason: `refused by policy: ${refusal} (key ${key})` };
 }

@@ -1,8 +1,9 @@
 /**
  * `run --policy` (issue 15): a reservation made through the gate is checked against its key's policy
- * as the file says when it is due. One no longer allowed ends DISPATCH_FAILED, "refused by policy",
- * without a retry and without a start; one still allowed, and every reservation made on the host, is
- * started as before; without --policy nothing is checked.
+ * as the file says when it is due. One no longer allowed is refused (DispatchRefused: DISPATCH_FAILED,
+ * "refused by policy", never claimed, never started); one still allowed, and every reservation made on
+ * the host, is started as before; a policy that cannot be read then holds the gated ones until it can;
+ * without --policy nothing is checked.
  */
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -19,13 +20,20 @@ function policy(sb: Sandbox, commands: string, extra = ''): string {
   return file;
 }
 
-function gated(sb: Sandbox, file: string, line: string): void {
-  const r = spawnSync(process.execPath, [CLI, 'gate', '--policy', file, '--key', 'k'], { env: envFor(sb, { SSH_ORIGINAL_COMMAND: line }), encoding: 'utf8' });
-  expect(r.status, r.stderr).toBe(0);
+function gate(sb: Sandbox, file: string, line: string): ReturnType<typeof spawnSync> {
+  const args = [CLI, 'gate', '--policy', file, '--key', 'k'];
+  return spawnSync(process.execPath, args, { env: envFor(sb, { SSH_ORIGINAL_COMMAND: line }), encoding: 'utf8' });
 }
 
+function gated(sb: Sandbox, file: string, line: string): void {
+  const r = gate(sb, file, line);
+  expect(r.status, String(r.stderr)).toBe(0);
+}
+
+const settled = (l: { event: string }) => ['dispatch_succeeded', 'dispatch_failed', 'dispatch_refused'].includes(l.event);
+
 describe('run --policy', () => {
-  it('fails a gated reservation its key may no longer make, starts the others', async () => {
+  it('refuses a gated reservation its key may no longer make (dispatch_refused, never claimed), starts the others', async () => {
     const sb = sandbox();
     const file = policy(sb, '["/bin/true", "/bin/echo"]');
     gated(sb, file, 'orchesjob-reserver reserve --run-key p/revoked --max-attempts 3 -- /bin/echo hi');
@@ -33,28 +41,44 @@ describe('run --policy', () => {
     expect((await cli(sb, ['reserve', '--run-key', 'local', '--', '/bin/echo', 'hi'])).code).toBe(0);
     policy(sb, '["/bin/true"]'); // /bin/echo revoked after the reservation was made
     const d = await startDispatcher(sb, ['--policy', file]);
-    await d.waitForCount((l) => l.event === 'dispatch_succeeded' || l.event === 'dispatch_failed', 3, 10_000);
+    await d.waitForCount(settled, 3, 10_000);
     await d.stop();
+    const reason = 'refused by policy: command "/bin/echo" is not allowed for this key (key k)';
     const revoked = await status(sb, 'p/revoked');
-    expect(revoked).toMatchObject({ reservation_status: 'DISPATCH_FAILED', job_id: null });
-    expect(revoked.last_error).toBe('refused by policy: command "/bin/echo" is not allowed for this key (key k)');
+    expect(revoked).toMatchObject({ reservation_status: 'DISPATCH_FAILED', job_id: null, last_error: reason });
+    expect(d.events('dispatch_refused')).toEqual([expect.objectContaining({ run_key: 'p/revoked', error: reason })]);
+    expect(d.lines.filter((l) => l.run_key === 'p/revoked').map((l) => l.event)).toEqual(['dispatch_refused']);
+    expect(d.events('orchesjob_start_call').map((l) => l.run_key).sort()).toEqual(['local', 'p/kept']);
     expect((await status(sb, 'p/kept')).reservation_status).toBe('DISPATCHED');
     expect((await status(sb, 'local')).reservation_status).toBe('DISPATCHED');
     expect(startInvocations(sb, 'p/revoked')).toEqual([]);
+    const history = await cli(sb, ['history', '--run-key', 'p/revoked']);
+    expect(JSON.parse(history.stdout).events.map((e: { type: string }) => e.type)).toEqual(['Reserved', 'DispatchRefused']);
   });
 
-  it('an invalid policy at dispatch time refuses every gated reservation; at start, run exits 1', async () => {
+  it('an invalid policy at dispatch time holds gated reservations (RESERVED, expiry applies) until it is fixed; at start, run exits 1', async () => {
     const sb = sandbox();
     const file = policy(sb, '["/bin/true"]');
     const due = Math.floor(Date.now() / 1000) + 2;
     gated(sb, file, `orchesjob-reserver reserve --run-key p/a --not-before ${due} -- /bin/true`);
-    const d = await startDispatcher(sb, ['--policy', file]);
+    gated(sb, file, `orchesjob-reserver reserve --run-key p/e --not-before ${due} --expires-at ${due + 2} -- /bin/true`);
+    const d = await startDispatcher(sb, ['--policy', file, '--poll-interval', '0.2', '--error-sleep', '0.2']);
     writeFileSync(file, 'not toml [');
     expect((await cli(sb, ['reserve', '--run-key', 'p/b', '--not-before', String(due), '--', '/bin/true'])).code).toBe(0);
-    await d.waitForCount((l) => l.event === 'dispatch_succeeded' || l.event === 'dispatch_failed', 2, 10_000);
+    await d.waitForLine((l) => l.event === 'dispatch_succeeded' && l.run_key === 'p/b', 10_000);
+    await d.waitForLine((l) => l.event === 'reservation_expired' && l.run_key === 'p/e', 10_000);
+    expect((await status(sb, 'p/a')).reservation_status).toBe('RESERVED');
+    const errors = d.stderr.trimEnd().split('\n').map((l) => JSON.parse(l) as { event: string; error: string });
+    expect(errors.length).toBeGreaterThan(0);
+    for (const e of errors) {
+      expect(e.event).toBe('dispatcher_error');
+      expect(e.error).toMatch(/^gated reservations held \(left RESERVED\) until the policy can be read: policy .* is not valid TOML/);
+    }
+    policy(sb, '["/bin/true"]');
+    await d.waitForLine((l) => l.event === 'dispatch_succeeded' && l.run_key === 'p/a', 10_000);
     await d.stop();
-    expect((await status(sb, 'p/a')).last_error).toMatch(/^refused by policy: policy .* is not valid TOML/);
-    expect((await status(sb, 'p/b')).reservation_status).toBe('DISPATCHED');
+    expect(d.events('dispatch_refused')).toEqual([]);
+    writeFileSync(file, 'not toml [');
     const bad = await cli(sb, ['run', '--policy', file, '--poll-interval', '0.1']);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain('is not valid TOML');
