@@ -114,7 +114,7 @@ const VERBS = {
         runKey: flags['run-key'] ?? '',
         command: command ?? [],
         orchesjobStartOptions: flags['orchesjob-start-option'],
-        metadataBytes: Buffer.byteLength(flags['metadata-json'] ?? '', 'utf8'),
+        metadata: reserve.parseMetadata(flags['metadata-json']),
       });
       if (refusal !== null) throw notPermitted(refusal);
     },

@@ -96,7 +96,8 @@ function wholeNumber(min: number, max: number): IntegerRange {
   return { min, max, expected: `a whole number from ${min} to ${max}` };
 }
 
-function parseMetadata(text: string | undefined): Record<string, unknown> | null {
+/** `--metadata-json` parsed and checked (exit 2 when it is not a JSON object within the tool's limit); the gate checks its size with it too. */
+export function parseMetadata(text: string | undefined): Record<string, unknown> | null {
   if (text === undefined) return null;
   if (Buffer.byteLength(text, 'utf8') > MAX_METADATA_BYTES) {
     throw invalidArgument(`Invalid metadata_json: larger than ${MAX_METADATA_BYTES} bytes.`);

@@ -56,7 +56,7 @@ export async function dispatchVerdict(db: Kysely<Database>, reader: PolicyReader
     runKey: r.runKey,
     command: r.command,
     orchesjobStartOptions: r.orchesjobStartOptions,
-    metadataBytes: r.metadata === null ? 0 : Buffer.byteLength(JSON.stringify(r.metadata), 'utf8'),
+    metadata: r.metadata,
   });
   return refusal === null ? { kind: 'start' } : { kind: 'refuse', reason: `refused by policy: ${refusal} (key ${key})` };
 }

@@ -2,6 +2,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { parse } from 'smol-toml';
 import { MAX_METADATA_BYTES } from '../commands/reserve.js';
 import { messageOf } from '../errors.js';
+import { stringifySorted } from '../json.js';
 
 /**
  * The gate's policy (TOML, one table per SSH key): what a key may do through `gate`, and what
@@ -159,8 +160,18 @@ export interface ReservationAsk {
   readonly runKey: string;
   readonly command: readonly string[];
   readonly orchesjobStartOptions: readonly string[];
-  /** UTF-8 bytes of the metadata JSON; 0 without metadata. */
-  readonly metadataBytes: number;
+  /** The parsed metadata object, or null. */
+  readonly metadata: Readonly<Record<string, unknown>> | null;
+}
+
+/**
+ * The size the metadata limit measures: UTF-8 bytes of the canonical JSON the ledger and the
+ * projection store (`stringifySorted`), 0 without metadata. The gate and the dispatcher measure the
+ * same text, so a reservation the gate accepted is never refused at dispatch by an unchanged policy
+ * (`1e20` is 4 bytes as typed, 21 as stored).
+ */
+export function metadataBytes(metadata: Readonly<Record<string, unknown>> | null): number {
+  return metadata === null ? 0 : Buffer.byteLength(stringifySorted(metadata), 'utf8');
 }
 
 /** Why `key` may not make this reservation, or null when it may. */
@@ -173,8 +184,7 @@ export function reservationRefusal(key: KeyPolicy, ask: ReservationAsk): string 
   if (!commandAllowed(key.commands, argv0)) return `command ${JSON.stringify(argv0)} is not allowed for this key`;
   const option = ask.orchesjobStartOptions.find((o) => !key.startOptions.includes(o));
   if (option !== undefined) return `start option ${JSON.stringify(option)} is not allowed for this key`;
-  if (ask.metadataBytes > key.maxMetadataBytes) {
-    return `metadata of ${ask.metadataBytes} bytes is over this key's limit of ${key.maxMetadataBytes}`;
-  }
+  const bytes = metadataBytes(ask.metadata);
+  if (bytes > key.maxMetadataBytes) return `metadata of ${bytes} bytes is over this key's limit of ${key.maxMetadataBytes}`;
   return null;
 }

@@ -84,6 +84,22 @@ describe('run --policy', () => {
     expect(bad.stderr).toContain('is not valid TOML');
   });
 
+  it('measures metadata as the ledger stores it, at the gate and at dispatch alike', async () => {
+    const sb = sandbox();
+    const metadata = '{"a": [1e20, 1e20]}'; // 19 bytes typed; {"a":[100000000000000000000,100000000000000000000]} is 51
+    const line = `orchesjob-reserver reserve --run-key p/m --metadata-json '${metadata}' -- /bin/true`;
+    const tight = policy(sb, '["/bin/true"]', 'max_metadata_bytes = 40\n');
+    const refused = gate(sb, tight, line);
+    expect(refused.status).toBe(3);
+    expect(String(refused.stderr)).toContain("metadata of 51 bytes is over this key's limit of 40");
+    const file = policy(sb, '["/bin/true"]', 'max_metadata_bytes = 51\n');
+    gated(sb, file, line);
+    const d = await startDispatcher(sb, ['--policy', file]);
+    await d.waitForLine(settled, 10_000);
+    await d.stop();
+    expect((await status(sb, 'p/m')).reservation_status).toBe('DISPATCHED');
+  });
+
   it('without --policy, a gated reservation is started as before', async () => {
     const sb = sandbox();
     const file = policy(sb, '["/bin/echo"]');

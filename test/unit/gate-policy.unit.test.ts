@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { KeyPolicy } from '../../src/gate/policy.js';
-import { commandAllowed, keyPolicy, parsePolicy, PolicyError, reservationRefusal } from '../../src/gate/policy.js';
+import { commandAllowed, keyPolicy, metadataBytes, parsePolicy, PolicyError, reservationRefusal } from '../../src/gate/policy.js';
+import { stringifySorted } from '../../src/json.js';
 
 const EXAMPLE = `
 db = "/var/lib/orchesjob/reserver.sqlite3"
@@ -75,13 +76,23 @@ describe('commandAllowed', () => {
 
 describe('reservationRefusal', () => {
   const key: KeyPolicy = keyPolicy(parsePolicy(EXAMPLE, '/p.toml'), 'airflow-prod');
-  const ask = { runKey: 'prod/a', command: ['/jobs/import.sh', 'x'], orchesjobStartOptions: ['--strict'], metadataBytes: 4096 };
+  const ask = { runKey: 'prod/a', command: ['/jobs/import.sh', 'x'], orchesjobStartOptions: ['--strict'], metadata: { s: 'x'.repeat(4088) } };
   it('allows what the policy grants, and names the first thing it does not', () => {
     expect(reservationRefusal(key, ask)).toBeNull();
     expect(reservationRefusal(key, { ...ask, runKey: 'dev/a' })).toBe('run key "dev/a" is outside this key\'s prefix "prod/"');
     expect(reservationRefusal(key, { ...ask, command: ['/bin/sh'] })).toBe('command "/bin/sh" is not allowed for this key');
     expect(reservationRefusal(key, { ...ask, orchesjobStartOptions: ['--bypass'] })).toBe('start option "--bypass" is not allowed for this key');
-    expect(reservationRefusal(key, { ...ask, metadataBytes: 4097 })).toBe("metadata of 4097 bytes is over this key's limit of 4096");
+    expect(reservationRefusal(key, { ...ask, metadata: { s: 'x'.repeat(4089) } })).toBe("metadata of 4097 bytes is over this key's limit of 4096");
     expect(reservationRefusal({ ...key, verbs: new Set(['list']) }, ask)).toBe('this key may not reserve');
+  });
+});
+
+describe('metadataBytes', () => {
+  it('measures the canonical JSON the ledger stores, not the text as typed', () => {
+    const typed = '{"b": [1e20, 1E+20],  "a": "é"}';
+    const parsed = JSON.parse(typed) as Record<string, unknown>;
+    expect(metadataBytes(parsed)).toBe(Buffer.byteLength('{"a":"é","b":[100000000000000000000,100000000000000000000]}', 'utf8'));
+    expect(metadataBytes(JSON.parse(stringifySorted(parsed)) as Record<string, unknown>)).toBe(metadataBytes(parsed));
+    expect(metadataBytes(null)).toBe(0);
   });
 });
