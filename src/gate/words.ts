@@ -51,6 +51,11 @@ export function splitWords(line: string): Word[] {
       i++;
       continue;
     }
+    // A line continuation between words joins nothing: it is not an (empty) word of its own.
+    if (c === '\\' && line[i + 1] === '\n') {
+      i += 2;
+      continue;
+    }
     const [word, next] = readWord(line, i);
     words.push(word);
     i = next;

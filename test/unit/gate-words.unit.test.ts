@@ -46,6 +46,12 @@ describe('splitWords', () => {
   it('splits the quoting forms a person types too', () => {
     expect(splitWords(`a "b c" d\\ e 'f"g' "h\\"i\\\\j\\k" ''`).map((w) => w.value)).toEqual(['a', 'b c', 'd e', 'f"g', 'h"i\\j\\k', '']);
     expect(splitWords('a\\\nb').map((w) => w.value)).toEqual(['ab']);
+    // sh: a line continuation between blanks is no word; at the start of a word it leaves the word as it was.
+    expect(splitWords('a \\\n b').map((w) => w.value)).toEqual(['a', 'b']);
+    expect(splitWords('a \\\n\\\n b \\\n').map((w) => w.value)).toEqual(['a', 'b']);
+    expect(splitWords('a \\\nb').map((w) => w.value)).toEqual(['a', 'b']);
+    expect(splitWords('\\\nA=b x')[0]).toEqual({ value: 'A=b', assigns: 'A' });
+    expect(splitWords("a \\\n'' b").map((w) => w.value)).toEqual(['a', '', 'b']);
     expect(splitWords("'a\nb'").map((w) => w.value)).toEqual(['a\nb']);
     expect(splitWords('a#b').map((w) => w.value)).toEqual(['a#b']);
   });
