@@ -51,6 +51,8 @@ export function readRequest(words: readonly Word[], target: GateTarget): GateReq
     throw notPermitted(`the program must be orchesjob-reserver (or orchesjob for "orchesjob status"), not ${JSON.stringify(program)}`);
   }
   if (verb === undefined) throw notPermitted(`${name} without a verb`);
+  // Else `orchesjob-reserver 'orchesjob status'` would pass for the sensor's verb.
+  if (name === 'orchesjob-reserver' && /\s/.test(verb)) throw notPermitted(`the verb ${JSON.stringify(verb)} contains a blank`);
   if (name === 'orchesjob' && verb !== 'status') throw notPermitted(`orchesjob ${JSON.stringify(verb)}: only "orchesjob status" goes through the gate`);
   return { verb: name === 'orchesjob' ? 'orchesjob status' : verb, args: words.slice(i + 2).map((w) => w.value) };
 }
