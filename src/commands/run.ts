@@ -14,9 +14,9 @@ export const command = defineCommand({
   meta: {
     name: 'run',
     description:
-      'Run the foreground dispatcher: expire due reservations, start ready ones with `orchesjob start --run-key K <global options> <reservation options> -- CMD`, and print one JSON line per ledger event on stdout (dispatcher_error lines on stderr), each once its event is on disk; a start is forked once its claim is. SIGTERM/SIGINT: finish the starts in flight, print reserver_stopped, exit 0; a second signal exits at once.\n\n' +
-      'Usage: orchesjob-reserver run [--poll-interval SECONDS] [--error-sleep SECONDS] [--start-timeout SECONDS] [--max-concurrent-starts N] [--orchesjob-start-option OPTION]... [--db PATH] [--orchesjob-bin PATH]\n' +
-      'Exit codes: 0 stopped by a signal, 1 general error (database unusable or world-writable at start, or replaced by another file while running), 2 invalid arguments. A database moved away or deleted while running pauses dispatching (dispatcher_error) until it is back.\n' +
+      'Run the foreground dispatcher: expire due reservations, start ready ones with `orchesjob start --run-key K <global options> <reservation options> -- CMD`, and print one JSON line per ledger event on stdout (dispatcher_error lines on stderr), each once its event is on disk; a start is forked once its claim is. SIGTERM/SIGINT: finish the starts in flight, print reserver_stopped, exit 0; a second signal exits at once. With --policy, a reservation made through the gate is started only if the policy of its key still allows it when due.\n\n' +
+      'Usage: orchesjob-reserver run [--poll-interval SECONDS] [--error-sleep SECONDS] [--start-timeout SECONDS] [--max-concurrent-starts N] [--orchesjob-start-option OPTION]... [--policy PATH] [--db PATH] [--orchesjob-bin PATH]\n' +
+      'Exit codes: 0 stopped by a signal, 1 general error (database unusable or world-writable at start, --policy unreadable or invalid at start, or replaced by another file while running), 2 invalid arguments. A database moved away or deleted while running pauses dispatching (dispatcher_error) until it is back.\n' +
       'Example: orchesjob-reserver run --db /var/lib/orchesjob/reserver.sqlite3',
   },
   args: {
@@ -40,7 +40,7 @@ export const command = defineCommand({
       type: 'string',
       valueHint: 'PATH',
       description:
-        "The gate's policy (gate --policy): each reservation made through the gate is checked against its key's policy when due; one no longer allowed ends DISPATCH_FAILED (last_error \"refused by policy: ...\") and is never started. Default: none (no check)",
+        "The gate's policy (gate --policy): each reservation made through the gate is checked against its key's policy when due; one no longer allowed is refused (DispatchRefused: DISPATCH_FAILED, last_error \"refused by policy: ...\", never started); while the file cannot be read or is invalid, they stay RESERVED (a dispatcher_error says why) until it can. Default: none (no check)",
     },
     ...commonArgs,
   },

@@ -100,6 +100,13 @@ describe('run --policy', () => {
     expect((await status(sb, 'p/m')).reservation_status).toBe('DISPATCHED');
   });
 
+  it('run --help names --policy in its Usage line and its options', async () => {
+    const help = await cli(sandbox(), ['run', '--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/^Usage: orchesjob-reserver run .*\[--policy PATH\]/m);
+    expect(help.stdout).toMatch(/--policy=<PATH> +The gate's policy/);
+  });
+
   it('without --policy, a gated reservation is started as before', async () => {
     const sb = sandbox();
     const file = policy(sb, '["/bin/echo"]');
