@@ -13,7 +13,7 @@ import { keyPolicy, loadPolicy, PolicyError, reservationRefusal } from '../gate/
 import type { GateRequest, GateTarget } from '../gate/request.js';
 import { checkOverrides, notPermitted, orchesjobStatusLookup, readRequest } from '../gate/request.js';
 import type { Refusal } from '../gate/syslog.js';
-import { logRefusal } from '../gate/syslog.js';
+import { DEFAULT_SYSLOG_SOCKET, logRefusal } from '../gate/syslog.js';
 import { splitWords } from '../gate/words.js';
 import { OrchesjobClient } from '../orchesjob/client.js';
 import { runKeysOfJob } from '../projections/reservations.js';
@@ -30,25 +30,33 @@ export const command = defineCommand({
     name: 'gate',
     description:
       "The forced command of an SSH key (authorized_keys): run SSH_ORIGINAL_COMMAND only if the policy grants it to the key. The command line is split by POSIX shell quoting without a shell; anything a shell would expand or treat specially is refused, and so is an override (--db, --orchesjob-bin, ORCHESJOB_HOME=...) that changes anything. The verb runs inside this process; the only program it starts is the host's orchesjob. A refusal prints {\"error\": \"not permitted: ...\"}, writes nothing, and is logged to syslog (facility auth).\n\n" +
-      'Usage: orchesjob-reserver gate --policy PATH --key NAME    (in authorized_keys: command="orchesjob-reserver gate --policy PATH --key NAME",restrict ssh-ed25519 ...)\n' +
+      'Usage: orchesjob-reserver gate --policy PATH --key NAME [--syslog-socket PATH]    (in authorized_keys: command="orchesjob-reserver gate --policy PATH --key NAME",restrict ssh-ed25519 ...)\n' +
       "Exit codes: the verb's; 3 not permitted; 2 invalid arguments of the gate itself.\n" +
       'Example: SSH_ORIGINAL_COMMAND="orchesjob-reserver list" orchesjob-reserver gate --policy /etc/orchesjob-reserver/policy.toml --key airflow-prod',
   },
   args: {
     policy: { type: 'string', valueHint: 'PATH', description: 'The policy (TOML) that says what each key may do. Required.' },
     key: { type: 'string', valueHint: 'NAME', description: 'Which [keys.NAME] table of the policy applies to this SSH key. Required.' },
+    'syslog-socket': {
+      type: 'string',
+      valueHint: 'PATH',
+      description: `The system log's datagram socket for the audit line of each refusal (set in authorized_keys, never from the environment). Default: ${DEFAULT_SYSLOG_SOCKET}`,
+    },
   },
   run: runParsed(async ({ flags }) => {
     if (flags.policy === undefined || flags.policy === '') throw invalidArgument('the following arguments are required: --policy');
     if (flags.key === undefined || flags.key === '') throw invalidArgument('the following arguments are required: --key');
-    const refusal: Audit & { reason: string } = { key: flags.key, verb: null, runKey: null, reason: '' };
+    const socket = flags['syslog-socket'];
+    if (socket === '') throw invalidArgument('Invalid --syslog-socket: empty path.');
+    const command = process.env['SSH_ORIGINAL_COMMAND'] ?? null;
+    const refusal: Audit & { reason: string } = { key: flags.key, verb: null, runKey: null, reason: '', command };
     try {
       await gate(flags.policy, flags.key, process.env, refusal);
     } catch (error) {
       const refused = error instanceof PolicyError ? notPermitted(error.message) : error;
       if (refused instanceof ReserverError && refused.code === 'NOT_PERMITTED') {
         refusal.reason = refused.message.replace(/^not permitted: /, '');
-        const failure = await logRefusal(refusal);
+        const failure = await logRefusal(refusal, socket ?? DEFAULT_SYSLOG_SOCKET);
         if (failure !== null) process.stderr.write(`orchesjob-reserver gate: ${failure}\n`);
       }
       throw refused;

@@ -21,7 +21,7 @@ function policy(sb: Sandbox, commands: string, extra = ''): string {
 }
 
 function gate(sb: Sandbox, file: string, line: string): ReturnType<typeof spawnSync> {
-  const args = [CLI, 'gate', '--policy', file, '--key', 'k'];
+  const args = [CLI, 'gate', '--policy', file, '--key', 'k', '--syslog-socket', join(sb.dir, 'no-syslog.sock')];
   return spawnSync(process.execPath, args, { env: envFor(sb, { SSH_ORIGINAL_COMMAND: line }), encoding: 'utf8' });
 }
 

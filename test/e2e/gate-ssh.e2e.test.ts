@@ -7,6 +7,7 @@
  * Needs sshd, ssh and rsyslogd: skipped without them, failed under CI=true.
  */
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -49,13 +50,13 @@ async function withWorld(fn: (w: World) => Promise<void>): Promise<void> {
   const line = (publicKey: string) =>
     renderShipped('authorized_keys', [
       ['orchesjob-reserver gate --policy /etc/orchesjob-reserver/policy.toml', `${process.execPath} ${CLI} gate --policy ${policy}`],
+      ['--syslog-socket /dev/log', `--syslog-socket ${socket}`],
       ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIReplaceWithTheOrchestratorsPublicKey airflow-prod', publicKey],
     ]);
   let sshd: Sshd | undefined;
   try {
     await waitUntil(() => existsSync(socket), 10_000, () => `rsyslogd socket ${socket}:\n${rsyslogd.output()}`);
     sshd = await startSshd(home, line, {
-      ORCHESJOB_RESERVER_SYSLOG_SOCKET: socket,
       ORCHESJOB_BIN: STANDIN,
       ORCHESJOB_STANDIN_DIR: join(home, 'orchesjob'),
     });
@@ -162,6 +163,7 @@ describe.skipIf(!AVAILABLE)('gate through a real sshd', () => {
         ['orchesjob status --run-key other/theirs', /outside this key's prefix/],
         [`orchesjob status --job-id ${jobId}`, /is not the job of one of this key's reservations/],
         ['orchesjob start --run-key prod/x -- /bin/sh', /only "orchesjob status" goes through the gate/],
+        ["orchesjob-reserver 'orchesjob status' --run-key prod/a", /the verb "orchesjob status" contains a blank/],
       ];
       for (const [line, reason] of escapes) expect(refused(await ssh(w.sshd, line)), line).toMatch(reason);
       // Another key's run key answers as one that does not exist.
@@ -175,9 +177,37 @@ describe.skipIf(!AVAILABLE)('gate through a real sshd', () => {
       const lines = await auditLines(w, escapes.length);
       expect(lines).toHaveLength(escapes.length);
       const first = JSON.parse((lines[0] as string).replace(/^.*orchesjob-reserver-gate\[\d+\]: /, ''));
-      expect(first).toEqual({ event: 'gate_refused', key: 'airflow-prod', verb: null, run_key: null, reason: expect.stringContaining('";" outside quotes') });
+      const firstLine = (escapes[0] as [string, RegExp])[0];
+      expect(first).toEqual({
+        event: 'gate_refused',
+        key: 'airflow-prod',
+        verb: null,
+        run_key: null,
+        reason: expect.stringContaining('";" outside quotes'),
+        command_bytes: Buffer.byteLength(firstLine),
+        command_sha256: createHash('sha256').update(firstLine).digest('hex'),
+      });
       const prefix = JSON.parse((lines[17] as string).replace(/^.*orchesjob-reserver-gate\[\d+\]: /, ''));
       expect(prefix).toMatchObject({ key: 'airflow-prod', verb: 'reserve', run_key: 'other/mine' });
+    });
+  });
+
+  it('an audit line the client makes huge or full of control characters still reaches the system log, capped, with the hash of the whole line', async () => {
+    await withWorld(async (w) => {
+      const lines = [`orchesjob-reserver ${'v'.repeat(110_000)} --run-key prod/a`, `orchesjob-reserver '${'\x01'.repeat(24_000)}'`];
+      for (const line of lines) refused(await ssh(w.sshd, line));
+      const logged = (await auditLines(w, 2)).map((l) => JSON.parse(l.replace(/^.*orchesjob-reserver-gate\[\d+\]: /, '')));
+      for (const [i, line] of lines.entries()) {
+        expect(logged[i]).toMatchObject({
+          event: 'gate_refused',
+          key: 'airflow-prod',
+          command_bytes: Buffer.byteLength(line),
+          command_sha256: createHash('sha256').update(line).digest('hex'),
+        });
+      }
+      expect(logged[0].verb).toMatch(/^v+…\(\+\d+ chars\)$/);
+      expect(logged[1].verb).toMatch(/^\x01+…\(\+\d+ chars\)$/);
+      expect(Math.max(...readFileSync(w.auditLog, 'utf8').split('\n').map((l) => l.length))).toBeLessThan(2048);
     });
   });
 
