@@ -233,3 +233,20 @@ describe.skipIf(!AVAILABLE)('gate through a real sshd', () => {
     });
   });
 });
+
+describe('gate without unix-dgram (an optional dependency that could not be built)', () => {
+  it('still refuses with exit 3, and says on stderr that the audit line could not be written', () => {
+    const home = tempHome();
+    const policy = writePolicy(home);
+    const blocker = join(home, 'no-unix-dgram.cjs');
+    writeFileSync(blocker, "const M = require('module'); const r = M._resolveFilename; M._resolveFilename = function (request, ...rest) { if (request === 'unix-dgram') throw Object.assign(new Error(\"Cannot find module 'unix-dgram'\"), { code: 'MODULE_NOT_FOUND' }); return r.call(this, request, ...rest); };\n");
+    const r = spawnSync(process.execPath, ['--require', blocker, CLI, 'gate', '--policy', policy, '--key', 'airflow-prod', '--syslog-socket', join(home, 'log.sock')], {
+      env: { PATH: process.env['PATH'], SSH_ORIGINAL_COMMAND: 'orchesjob-reserver run' },
+      encoding: 'utf8',
+    });
+    expect({ code: r.status, stdout: r.stdout }).toEqual({ code: 3, stdout: '' });
+    const [notice, error] = r.stderr.trimEnd().split('\n');
+    expect(notice).toMatch(/^orchesjob-reserver gate: the audit line could not be written: cannot load unix-dgram .*Cannot find module 'unix-dgram'/);
+    expect(JSON.parse(error as string).error).toBe('not permitted: the verb "run" is not allowed for this key');
+  });
+});
