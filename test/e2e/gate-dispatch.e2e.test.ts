@@ -62,7 +62,8 @@ describe('run --policy', () => {
     const due = Math.floor(Date.now() / 1000) + 2;
     gated(sb, file, `orchesjob-reserver reserve --run-key p/a --not-before ${due} -- /bin/true`);
     gated(sb, file, `orchesjob-reserver reserve --run-key p/e --not-before ${due} --expires-at ${due + 2} -- /bin/true`);
-    const d = await startDispatcher(sb, ['--policy', file, '--poll-interval', '0.2', '--error-sleep', '0.2']);
+    // One slot: the held ones, first in the queue, must not keep p/b waiting.
+    const d = await startDispatcher(sb, ['--policy', file, '--poll-interval', '0.2', '--error-sleep', '0.2', '--max-concurrent-starts', '1']);
     writeFileSync(file, 'not toml [');
     expect((await cli(sb, ['reserve', '--run-key', 'p/b', '--not-before', String(due), '--', '/bin/true'])).code).toBe(0);
     await d.waitForLine((l) => l.event === 'dispatch_succeeded' && l.run_key === 'p/b', 10_000);
