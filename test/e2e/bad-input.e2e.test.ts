@@ -8,9 +8,9 @@ import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { reserve } from '../../src/ledger.js';
-import type { RunResult } from '../support/cli.js';
-import { dbPathOf, filesIn, ledgerRows, runCli, sha256, tempHome, withLedger } from '../support/cli.js';
+import { execute } from '../../src/ledger.js';
+import type { RunResult, Sandbox } from '../support/harness.js';
+import { filesIn, ledgerRows, runCli, sandbox, sandboxAt, sha256, withLedger } from '../support/harness.js';
 
 /** exit 2, nothing on stdout, `{"error": ...}` as the last stderr line; returns the message. */
 function invalid(r: RunResult): string {
@@ -20,14 +20,14 @@ function invalid(r: RunResult): string {
 }
 
 /** A home with a database holding one reservation (run key `seeded`). */
-async function seededHome(): Promise<{ home: string; db: string; sha: string }> {
-  const home = tempHome();
-  const db = dbPathOf(home);
+async function seededHome(): Promise<{ home: Sandbox; db: string; sha: string }> {
+  const home = sandbox();
+  const db = home.db;
   await withLedger(db, (ledger) =>
-    reserve(
+    execute(
       ledger.db,
-      'seeded',
-      { type: 'Reserve', command: ['prog'], orchesjobStartOptions: [], metadata: null, notBefore: null, expiresAt: null },
+      null,
+      { type: 'Reserve', runKey: 'seeded', command: ['prog'], orchesjobStartOptions: [], metadata: null, notBefore: null, expiresAt: null },
       { actor: 'test:seed' },
     ),
   );
@@ -43,16 +43,16 @@ async function seededHome(): Promise<{ home: string; db: string; sha: string }> 
 async function rejects(cases: readonly (readonly string[])[]): Promise<string[]> {
   const seeded = await seededHome();
   const rowsBefore = ledgerRows(seeded.db);
-  const filesBefore = filesIn(seeded.home); // a read-only reader may leave an empty -wal/-shm behind
-  const missingHome = join(tempHome(), 'not-created-yet');
+  const filesBefore = filesIn(seeded.home.dir); // a read-only reader may leave an empty -wal/-shm behind
+  const missingHome = sandboxAt(join(sandbox().dir, 'not-created-yet'));
   const [withDb, ...runs] = await Promise.all([
     runCli(cases[0]!, { home: seeded.home }),
     ...cases.map((args) => runCli(args, { home: missingHome })),
   ]);
-  const messages = runs.map((r) => invalid(r!).replaceAll(missingHome, '<HOME>'));
-  expect(invalid(withDb!).replaceAll(seeded.home, '<HOME>')).toBe(messages[0]);
-  expect(existsSync(missingHome), 'a failed command created the home folder').toBe(false);
-  expect(filesIn(seeded.home)).toEqual(filesBefore);
+  const messages = runs.map((r) => invalid(r!).replaceAll(missingHome.dir, '<HOME>'));
+  expect(invalid(withDb!).replaceAll(seeded.home.dir, '<HOME>')).toBe(messages[0]);
+  expect(existsSync(missingHome.dir), 'a failed command created the home folder').toBe(false);
+  expect(filesIn(seeded.home.dir)).toEqual(filesBefore);
   expect(sha256(seeded.db)).toBe(seeded.sha);
   expect(ledgerRows(seeded.db)).toEqual(rowsBefore);
   return messages;
@@ -83,7 +83,7 @@ describe('reserve: bad input is exit 2 and writes nothing', () => {
   });
 
   it('a run key of exactly 512 characters (code points, not bytes) is accepted', async () => {
-    tempHome();
+    sandbox();
     const [ascii, accented] = await Promise.all([
       runCli(['reserve', '--run-key', 'x'.repeat(512), '--', 'prog']),
       runCli(['reserve', '--run-key', 'é'.repeat(512), '--', 'prog']),
@@ -119,7 +119,7 @@ describe('reserve: bad input is exit 2 and writes nothing', () => {
   });
 
   it('metadata of exactly 64 KiB is accepted', async () => {
-    tempHome();
+    sandbox();
     const max = `{"a":"${'x'.repeat(64 * 1024 - 8)}"}`;
     expect(Buffer.byteLength(max)).toBe(64 * 1024);
     const r = await runCli(['reserve', '--run-key', 'k', '--metadata-json', max, '--', 'prog']);
@@ -257,12 +257,12 @@ describe('status of a run key that does not exist', () => {
   });
 
   it('on a home without a database: exit 4 (the database is created on the way)', async () => {
-    const home = join(tempHome(), 'fresh');
+    const home = sandboxAt(join(sandbox().dir, 'fresh'));
     const r = await runCli(['status', '--run-key', 'nope'], { home });
     expect([r.code, r.stdout, r.lastStderrJson]).toEqual([4, '', { error: 'Reservation not found.' }]);
     // Documented behaviour of the code (every command opens, and so creates and migrates, the database):
-    expect(existsSync(dbPathOf(home))).toBe(true);
-    expect(ledgerRows(dbPathOf(home)).events).toEqual([]);
+    expect(existsSync(home.db)).toBe(true);
+    expect(ledgerRows(home.db).events).toEqual([]);
   });
 });
 
@@ -281,7 +281,7 @@ describe('--db that is not a database', () => {
   }
 
   it('a folder: exit 2, clear error, nothing created inside', async () => {
-    const folder = join(tempHome(), 'a-folder');
+    const folder = join(sandbox().dir, 'a-folder');
     mkdirSync(folder);
     const messages = await refused(folder, 2);
     expect(new Set(messages).size).toBe(1);
@@ -295,8 +295,8 @@ describe('--db that is not a database', () => {
     ['a file with an SQLite header and garbage', Buffer.concat([Buffer.from('SQLite format 3\0'), Buffer.alloc(200, 0xab)])],
   ] as const) {
     it(`${what}: exit 2, clear error, the file byte-for-byte unchanged, no -wal/-shm/-journal`, async () => {
-      const home = tempHome();
-      const folder = join(home, 'data');
+      const home = sandbox();
+      const folder = join(home.dir, 'data');
       mkdirSync(folder);
       const file = join(folder, 'not-a-db.sqlite3');
       writeFileSync(file, bytes);
@@ -306,7 +306,7 @@ describe('--db that is not a database', () => {
       expect(messages[0]).toMatchInlineSnapshot(`"<DB> is not an orchesjob-reserver database (not an SQLite file); it was left untouched"`);
       expect(sha256(file)).toBe(before);
       expect(filesIn(folder)).toEqual(['not-a-db.sqlite3']);
-      expect(existsSync(dbPathOf(home))).toBe(false);
+      expect(existsSync(home.db)).toBe(false);
     });
   }
 });

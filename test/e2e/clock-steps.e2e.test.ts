@@ -10,10 +10,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { Sandbox } from '../support/dispatcher.js';
-import { cliOk, sandbox, sleep, startDispatcher, startInvocations, status, useDispatcherHarness } from '../support/dispatcher.js';
-
-useDispatcherHarness();
+import type { Sandbox } from '../support/harness.js';
+import { cliOk, sandbox, sleep, startDispatcher, startInvocations, status } from '../support/harness.js';
 
 const LIBFAKETIME = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1';
 const present = fs.existsSync(LIBFAKETIME);

@@ -1,28 +1,28 @@
 /**
  * End to end: the built CLI against a real SQLite file, the contract's examples and DESIGN.md's output
  * rules. Reservations in states no command reaches yet (DISPATCHING, DISPATCHED, timed states) are
- * seeded through the ledger's own write path (`reserve`/`transition`), never by writing tables.
+ * seeded through the ledger's own write path (`execute`), never by writing tables.
  */
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { ReservationCommand } from '../../src/events/index.js';
-import { reserve, transition } from '../../src/ledger.js';
-import type { RunResult } from '../support/cli.js';
+import { execute } from '../../src/ledger.js';
+import type { RunResult, Sandbox } from '../support/harness.js';
 import {
   canonical,
-  dbPathOf,
   invocations,
   ledgerRows,
   ROOT,
   runCli,
   runStandin,
+  sandbox,
+  sleep,
   STANDIN,
   stripAnsi,
-  tempHome,
   ULID,
   withLedger,
-} from '../support/cli.js';
+} from '../support/harness.js';
 
 /** The 18 keys of every reservation object (DESIGN.md, "Commands"). */
 const RESERVATION_KEYS = [
@@ -78,25 +78,25 @@ async function reserveOk(runKey: string, extra: string[] = [], command = ['prog'
 const OWNER = { dispatcher_id: 't', host: 'h', pid: 1 };
 
 /** Claim a reservation (RESERVED -> DISPATCHING) through the ledger, as a dispatcher would. */
-async function claim(home: string, runKey: string): Promise<void> {
-  await withLedger(dbPathOf(home), async (ledger) => {
-    await transition(
+async function claim(home: Sandbox, runKey: string): Promise<void> {
+  await withLedger(home.db, async (ledger) => {
+    await execute(
       ledger.db,
       { runKey },
-      { type: 'Claim', owner: OWNER, argv: [STANDIN, 'start', '--run-key', runKey, '--', 'prog'], nowMs: Date.now() },
+      { type: 'Claim', owner: OWNER, argv: [STANDIN, 'start', '--run-key', runKey, '--', 'prog'] },
       { actor: 'dispatcher:t' },
     );
   });
 }
 
 /** Reserve through the ledger (the write path `reserve` uses), at `atMs` (default: now). */
-async function seedReserve(home: string, runKey: string, atMs?: number): Promise<string> {
-  return withLedger(dbPathOf(home), async (ledger) => {
-    const { reservation } = await reserve(
+async function seedReserve(home: Sandbox, runKey: string, atMs?: number): Promise<string> {
+  return withLedger(home.db, async (ledger) => {
+    const { reservation } = await execute(
       ledger.db,
-      runKey,
-      { type: 'Reserve', command: ['prog'], orchesjobStartOptions: [], metadata: null, notBefore: null, expiresAt: null },
-      { actor: 'test:seed', ...(atMs === undefined ? {} : { clock: () => atMs }) },
+      null,
+      { type: 'Reserve', runKey, command: ['prog'], orchesjobStartOptions: [], metadata: null, notBefore: null, expiresAt: null },
+      { actor: 'test:seed', ...(atMs === undefined ? {} : { now: () => atMs }) },
     );
     return reservation.reservationId;
   });
@@ -108,7 +108,7 @@ async function seedReserve(home: string, runKey: string, atMs?: number): Promise
  * id instead (one the stand-in does not know).
  */
 async function dispatched(
-  home: string,
+  home: Sandbox,
   runKey: string,
   opts: { jobSeconds?: number; jobId?: string } = {},
 ): Promise<{ reservationId: string; jobId: string }> {
@@ -123,8 +123,8 @@ async function dispatched(
   }
   await claim(home, runKey);
   const id = jobId;
-  await withLedger(dbPathOf(home), async (ledger) => {
-    await transition(ledger.db, { runKey }, { type: 'RecordDispatch', jobId: id }, { actor: 'dispatcher:t' });
+  await withLedger(home.db, async (ledger) => {
+    await execute(ledger.db, { runKey }, { type: 'RecordDispatch', jobId: id }, { actor: 'dispatcher:t' });
   });
   return { reservationId, jobId };
 }
@@ -132,16 +132,17 @@ async function dispatched(
 type SeedState = 'RESERVED' | 'DISPATCHING' | 'CANCELLED' | 'EXPIRED' | 'DISPATCH_FAILED' | 'DISPATCHED';
 
 /** Seed reservations in the given states through the ledger, each at its own fixed clock (epoch seconds). */
-async function seed(home: string, specs: { key: string; atS: number; state: SeedState }[]): Promise<void> {
-  await withLedger(dbPathOf(home), async (ledger) => {
+async function seed(home: Sandbox, specs: { key: string; atS: number; state: SeedState }[]): Promise<void> {
+  await withLedger(home.db, async (ledger) => {
     for (const { key, atS, state } of specs) {
-      const clock = () => atS * 1000;
-      const ctx = { actor: 'test:seed', clock };
-      await reserve(
+      const now = () => atS * 1000;
+      const ctx = { actor: 'test:seed', now };
+      await execute(
         ledger.db,
-        key,
+        null,
         {
           type: 'Reserve',
+          runKey: key,
           command: ['prog', key],
           orchesjobStartOptions: [],
           metadata: null,
@@ -152,13 +153,13 @@ async function seed(home: string, specs: { key: string; atS: number; state: Seed
       );
       const steps: ReservationCommand[] = [];
       if (state === 'CANCELLED') steps.push({ type: 'Cancel' });
-      if (state === 'EXPIRED') steps.push({ type: 'Expire', nowMs: atS * 1000 });
+      if (state === 'EXPIRED') steps.push({ type: 'Expire' });
       if (state === 'DISPATCHING' || state === 'DISPATCH_FAILED' || state === 'DISPATCHED') {
-        steps.push({ type: 'Claim', owner: OWNER, argv: ['orchesjob'], nowMs: atS * 1000 });
+        steps.push({ type: 'Claim', owner: OWNER, argv: ['orchesjob'] });
       }
-      if (state === 'DISPATCH_FAILED') steps.push({ type: 'RecordFailure', error: 'boom', exitCode: 7, nowMs: Date.now() });
+      if (state === 'DISPATCH_FAILED') steps.push({ type: 'RecordFailure', error: 'boom', exitCode: 7 });
       if (state === 'DISPATCHED') steps.push({ type: 'RecordDispatch', jobId: `job-${key}` });
-      for (const step of steps) await transition(ledger.db, { runKey: key }, step, ctx);
+      for (const step of steps) await execute(ledger.db, { runKey: key }, step, ctx);
     }
   });
 }
@@ -169,7 +170,7 @@ const PKG_VERSION = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'))
 
 describe('reserve', () => {
   it('prints {"created": true, "reservation": R} with the 18 keys, sorted, 2-space indent (spec example)', async () => {
-    const home = tempHome();
+    const home = sandbox();
     const before = nowS();
     const r = await runCli([
       'reserve',
@@ -213,7 +214,7 @@ describe('reserve', () => {
     expect(res.created_at_iso).toBe(isoUtc(res.created_at));
     expect(res.updated_at_iso).toBe(isoUtc(res.updated_at));
 
-    const { events, reservations } = ledgerRows(dbPathOf(home));
+    const { events, reservations } = ledgerRows(home.db);
     expect(events).toHaveLength(1);
     const [event] = events;
     expect(event).toMatchObject({
@@ -250,7 +251,7 @@ describe('reserve', () => {
   });
 
   it('prints non-ASCII text unescaped (UTF-8) and keeps nested metadata keys sorted', async () => {
-    tempHome();
+    sandbox();
     const r = await runCli([
       'reserve',
       '--run-key',
@@ -267,7 +268,7 @@ describe('reserve', () => {
   });
 
   it('a repeated run key returns the stored reservation unchanged (created: false) and appends nothing', async () => {
-    const home = tempHome();
+    const home = sandbox();
     const first = await reserveOk('k', ['--not-before', '2030-01-01T00:00:00Z', '--metadata-json', '{"a":1}'], ['one']);
     const again = ok(
       await runCli([
@@ -288,28 +289,28 @@ describe('reserve', () => {
       ]),
     );
     expect(again).toEqual({ created: false, reservation: first });
-    const { events } = ledgerRows(dbPathOf(home));
+    const { events } = ledgerRows(home.db);
     expect(events.map((e) => e.type)).toEqual(['Reserved']);
   });
 
   it('flags after -- belong to the command; the default database is used, not the command\'s --db', async () => {
-    const home = tempHome();
+    const home = sandbox();
     const argv = ['reserve', '--run-key', 'k', '--', 'prog', '--run-key', 'x', '--db', 'y'];
-    const res = ok(await runCli(argv, { cwd: home }));
+    const res = ok(await runCli(argv, { cwd: home.dir }));
     expect(res.reservation.command).toEqual(['prog', '--run-key', 'x', '--db', 'y']);
     expect(res.reservation.run_key).toBe('k');
-    expect(existsSync(join(home, 'y'))).toBe(false);
-    const { reservations } = ledgerRows(dbPathOf(home));
+    expect(existsSync(join(home.dir, 'y'))).toBe(false);
+    const { reservations } = ledgerRows(home.db);
     expect(reservations.map((r) => [r.run_key, r.command_json])).toEqual([
       ['k', '["prog","--run-key","x","--db","y"]'],
     ]);
   });
 
   it('database: $ORCHESJOB_RESERVER_HOME, else $ORCHESJOB_HOME; --db overrides; missing folders are made', async () => {
-    const home = tempHome();
-    const shared = join(home, 'orchesjob-home');
-    const own = join(home, 'reserver-home');
-    const explicit = join(home, 'a', 'b', 'explicit.sqlite3');
+    const home = sandbox();
+    const shared = join(home.dir, 'orchesjob-home');
+    const own = join(home.dir, 'reserver-home');
+    const explicit = join(home.dir, 'a', 'b', 'explicit.sqlite3');
     await Promise.all([
       runCli(['reserve', '--run-key', 'shared', '--', 'prog'], {
         env: { ORCHESJOB_RESERVER_HOME: undefined, ORCHESJOB_HOME: shared },
@@ -323,11 +324,11 @@ describe('reserve', () => {
     expect(keysIn(join(shared, 'reserver.sqlite3'))).toEqual(['shared']);
     expect(keysIn(join(own, 'reserver.sqlite3'))).toEqual(['own']);
     expect(keysIn(explicit)).toEqual(['explicit']);
-    expect(existsSync(dbPathOf(home))).toBe(false);
+    expect(existsSync(home.db)).toBe(false);
   });
 
   it('--orchesjob-start-option=--strict and --orchesjob-start-option --strict both store ["--strict"]; it repeats', async () => {
-    const home = tempHome();
+    const home = sandbox();
     const [a, b, c] = await Promise.all([
       runCli(['reserve', '--run-key', 'a', '--orchesjob-start-option=--strict', '--', 'prog']),
       runCli(['reserve', '--run-key', 'b', '--orchesjob-start-option', '--strict', '--', 'prog']),
@@ -345,7 +346,7 @@ describe('reserve', () => {
     expect(ok(a).reservation.orchesjob_start_options).toEqual(['--strict']);
     expect(ok(b).reservation.orchesjob_start_options).toEqual(['--strict']);
     expect(ok(c).reservation.orchesjob_start_options).toEqual(['--strict', '--sync']);
-    const rows = ledgerRows(dbPathOf(home)).reservations;
+    const rows = ledgerRows(home.db).reservations;
     expect(Object.fromEntries(rows.map((r) => [r.run_key, r.orchesjob_start_options_json]))).toEqual({
       a: '["--strict"]',
       b: '["--strict"]',
@@ -354,13 +355,13 @@ describe('reserve', () => {
   });
 
   it('accepts the command without -- (first positional starts it)', async () => {
-    tempHome();
+    sandbox();
     const doc = ok(await runCli(['reserve', '--run-key', 'k', 'prog', '--flag', 'v']));
     expect(doc.reservation.command).toEqual(['prog', '--flag', 'v']);
   });
 
   it('times: epoch seconds, Z, offsets, fractions, a space for T; no offset and bare dates are host local time (TZ)', async () => {
-    tempHome();
+    sandbox();
     const env = { TZ: 'Asia/Tokyo' };
     const cases: [string, number][] = [
       ['1777831200', 1777831200],
@@ -389,7 +390,7 @@ describe('reserve', () => {
 
 describe('status', () => {
   it('by run key and by reservation id: {"reservation": R}; --include-job before dispatch adds no job', async () => {
-    const home = tempHome();
+    const home = sandbox();
     const res = await reserveOk('k', ['--expires-at', '2099-01-01T00:00:00Z']);
     const [byKey, byId, withJob] = await Promise.all([
       runCli(['status', '--run-key', 'k']),
@@ -405,7 +406,7 @@ describe('status', () => {
   });
 
   it('--include-job on a DISPATCHED reservation adds orchesjob\'s job object', async () => {
-    const home = tempHome();
+    const home = sandbox();
     const { jobId, reservationId } = await dispatched(home, 'k');
     const doc = ok(await runCli(['status', '--run-key', 'k', '--include-job']));
     expect(Object.keys(doc)).toEqual(['job', 'reservation']);
@@ -425,9 +426,9 @@ describe('status', () => {
   });
 
   it('--include-job prints {"raw_stdout", "raw_stderr"} when orchesjob prints something that is not JSON', async () => {
-    const home = tempHome();
+    const home = sandbox();
     const { jobId } = await dispatched(home, 'k');
-    const fake = join(home, 'fake-orchesjob.sh');
+    const fake = join(home.dir, 'fake-orchesjob.sh');
     writeFileSync(fake, '#!/bin/sh\necho "not json: $*"\necho "a warning" >&2\n');
     chmodSync(fake, 0o755);
     const doc = ok(await runCli(['status', '--run-key', 'k', '--include-job', '--orchesjob-bin', fake]));
@@ -435,7 +436,7 @@ describe('status', () => {
   });
 
   it('--include-job when orchesjob exits non-zero is a general error (exit 1) naming its exit code', async () => {
-    const home = tempHome();
+    const home = sandbox();
     await dispatched(home, 'k', { jobId: 'job-unknown-to-orchesjob' });
     const message = fails(await runCli(['status', '--run-key', 'k', '--include-job']), 1);
     expect(message).toMatchInlineSnapshot(
@@ -444,24 +445,24 @@ describe('status', () => {
   });
 
   it('--orchesjob-bin naming a missing file is a general error (exit 1) saying so', async () => {
-    const home = tempHome();
+    const home = sandbox();
     await dispatched(home, 'k');
-    const missing = join(home, 'no-such-orchesjob');
+    const missing = join(home.dir, 'no-such-orchesjob');
     const [status, result, cancel] = await Promise.all([
       runCli(['status', '--run-key', 'k', '--include-job', '--orchesjob-bin', missing]),
       runCli(['result', '--run-key', 'k', '--orchesjob-bin', missing]),
       runCli(['cancel', '--run-key', 'k', '--orchesjob-bin', missing]),
     ]);
-    const messages = [fails(status, 1), fails(result, 1), fails(cancel, 1)].map((m) => m.replaceAll(home, '<HOME>'));
+    const messages = [fails(status, 1), fails(result, 1), fails(cancel, 1)].map((m) => m.replaceAll(home.dir, '<HOME>'));
     expect(new Set(messages).size).toBe(1);
     expect(messages[0]).toMatchInlineSnapshot(
       `"orchesjob executable not found: <HOME>/no-such-orchesjob (set --orchesjob-bin or ORCHESJOB_BIN)"`,
     );
-    expect(ledgerRows(dbPathOf(home)).reservations[0]?.reservation_status).toBe('DISPATCHED');
+    expect(ledgerRows(home.db).reservations[0]?.reservation_status).toBe('DISPATCHED');
   });
 
   it('a run key or reservation id that does not exist: exit 4', async () => {
-    const home = tempHome();
+    const home = sandbox();
     await seedReserve(home, 'k');
     const [a, b] = await Promise.all([
       runCli(['status', '--run-key', 'nope']),
@@ -474,20 +475,20 @@ describe('status', () => {
 
 describe('list', () => {
   it('newest created_at first (not id order), --status filter, --limit, 50 by default', async () => {
-    const home = tempHome();
+    const home = sandbox();
     const base = 1_800_000_000_000;
     // Created in this order with created_at going *down*: id order and created_at order disagree.
-    await withLedger(dbPathOf(home), async (ledger) => {
+    await withLedger(home.db, async (ledger) => {
       for (let i = 0; i < 55; i++) {
-        await reserve(
+        await execute(
           ledger.db,
-          `k${i}`,
-          { type: 'Reserve', command: ['prog'], orchesjobStartOptions: [], metadata: null, notBefore: null, expiresAt: null },
-          { actor: 'test:seed', clock: () => base - i * 1000 },
+          null,
+          { type: 'Reserve', runKey: `k${i}`, command: ['prog'], orchesjobStartOptions: [], metadata: null, notBefore: null, expiresAt: null },
+          { actor: 'test:seed', now: () => base - i * 1000 },
         );
       }
       for (const i of [1, 3, 54]) {
-        await transition(ledger.db, { runKey: `k${i}` }, { type: 'Cancel' }, { actor: 'test:seed', clock: () => base + 1000 });
+        await execute(ledger.db, { runKey: `k${i}` }, { type: 'Cancel' }, { actor: 'test:seed', now: () => base + 1000 });
       }
     });
     const keys = (doc: any) => doc.reservations.map((r: any) => r.run_key);
@@ -516,16 +517,25 @@ describe('list', () => {
   });
 
   it('reservations made one after another in the same second: the latest first', async () => {
-    tempHome();
-    const a = await reserveOk('a');
-    const b = await reserveOk('b');
+    // Start both right after a second begins. On a loaded machine the two processes may still straddle
+    // a second boundary: then again in a fresh sandbox, a few times at most.
+    let a: any;
+    let b: any;
+    for (let attempt = 1; attempt <= 5; attempt++) {
+      sandbox();
+      await sleep(1000 - (Date.now() % 1000));
+      a = await reserveOk('a');
+      b = await reserveOk('b');
+      if (a.created_at === b.created_at) break;
+    }
+    expect(b.created_at, 'both reserved in one second').toBe(a.created_at);
     expect(ok(await runCli(['list'])).reservations).toEqual([b, a]);
   });
 });
 
 describe('cancel', () => {
   it('before dispatch: {"cancelled": true, "reservation": R} and a Cancelled event; again: exit 6', async () => {
-    const home = tempHome();
+    const home = sandbox();
     const res = await reserveOk('k');
     const doc = ok(await runCli(['cancel', '--run-key', 'k']));
     expect(Object.keys(doc)).toEqual(['cancelled', 'reservation']);
@@ -539,7 +549,7 @@ describe('cancel', () => {
       created_at: res.created_at,
     });
     expect(doc.reservation.updated_at).toBeGreaterThanOrEqual(res.updated_at);
-    const { events, reservations } = ledgerRows(dbPathOf(home));
+    const { events, reservations } = ledgerRows(home.db);
     expect(events.map((e) => [e.type, e.version, e.actor, e.reservation_id])).toEqual([
       ['Reserved', 1, 'cli:reserve', res.reservation_id],
       ['Cancelled', 2, 'cli:cancel', res.reservation_id],
@@ -549,11 +559,11 @@ describe('cancel', () => {
 
     const again = await runCli(['cancel', '--reservation-id', res.reservation_id]);
     expect(fails(again, 6)).toMatchInlineSnapshot(`"Cannot cancel reservation in status CANCELLED without job_id."`);
-    expect(ledgerRows(dbPathOf(home)).events).toHaveLength(2);
+    expect(ledgerRows(home.db).events).toHaveLength(2);
   });
 
   it('EXPIRED and DISPATCH_FAILED reservations can be cancelled too', async () => {
-    const home = tempHome();
+    const home = sandbox();
     await seed(home, [
       { key: 'expired', atS: T, state: 'EXPIRED' },
       { key: 'failed', atS: T, state: 'DISPATCH_FAILED' },
@@ -565,7 +575,7 @@ describe('cancel', () => {
       expect(doc.cancelled).toBe(true);
       expect(doc.reservation).toMatchObject({ reservation_status: 'CANCELLED', last_error: null, job_id: null });
     }
-    const cancelled = ledgerRows(dbPathOf(home)).events.filter((e) => e.type === 'Cancelled');
+    const cancelled = ledgerRows(home.db).events.filter((e) => e.type === 'Cancelled');
     expect(cancelled.map((e) => [e.run_key, e.actor]).sort()).toEqual([
       ['expired', 'cli:cancel'],
       ['failed', 'cli:cancel'],
@@ -573,20 +583,20 @@ describe('cancel', () => {
   });
 
   it('a DISPATCHING reservation cannot be cancelled: exit 6, nothing appended', async () => {
-    const home = tempHome();
+    const home = sandbox();
     await seedReserve(home, 'k');
     await claim(home, 'k');
-    const before = ledgerRows(dbPathOf(home));
+    const before = ledgerRows(home.db);
     expect(fails(await runCli(['cancel', '--run-key', 'k']), 6)).toMatchInlineSnapshot(
       `"Cannot cancel reservation in status DISPATCHING without job_id."`,
     );
-    expect(ledgerRows(dbPathOf(home))).toEqual(before);
+    expect(ledgerRows(home.db)).toEqual(before);
   });
 
   it('a DISPATCHED reservation: falls back to `orchesjob abort --job-id`, passes its output through', async () => {
-    const home = tempHome();
+    const home = sandbox();
     const { jobId } = await dispatched(home, 'k');
-    const before = ledgerRows(dbPathOf(home));
+    const before = ledgerRows(home.db);
     const r = await runCli(['cancel', '--run-key', 'k']);
     expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
     expect(r.json).toMatchObject({ job_id: jobId, status: 'ABORTED', aborted: true });
@@ -596,12 +606,12 @@ describe('cancel', () => {
       ['cancel', '--job-id', jobId],
       ['abort', '--job-id', jobId],
     ]);
-    expect(ledgerRows(dbPathOf(home))).toEqual(before); // the reservation stays DISPATCHED
+    expect(ledgerRows(home.db)).toEqual(before); // the reservation stays DISPATCHED
     expect((await runStandin(['status', '--job-id', jobId])).json.status).toBe('ABORTED');
   });
 
   it('a DISPATCHED reservation with an orchesjob that has `cancel`: calls it only', async () => {
-    const home = tempHome();
+    const home = sandbox();
     const { jobId } = await dispatched(home, 'k');
     const r = await runCli(['cancel', '--run-key', 'k'], { env: { ORCHESJOB_STANDIN_ACCEPT_RESULT_CANCEL: '1' } });
     expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
@@ -610,7 +620,7 @@ describe('cancel', () => {
   });
 
   it("a DISPATCHED reservation whose job already finished: orchesjob's exit code and stderr, unchanged", async () => {
-    const home = tempHome();
+    const home = sandbox();
     const { jobId } = await dispatched(home, 'k', { jobSeconds: 0 });
     const r = await runCli(['cancel', '--run-key', 'k']);
     expect(r.code).toBe(4); // orchesjob: invalid state
@@ -621,7 +631,7 @@ describe('cancel', () => {
 
 describe('result', () => {
   it('falls back to `orchesjob status --job-id` with the real protocol, output unchanged', async () => {
-    const home = tempHome();
+    const home = sandbox();
     const { jobId } = await dispatched(home, 'k', { jobSeconds: 0 });
     const r = await runCli(['result', '--run-key', 'k']);
     const direct = await runStandin(['status', '--job-id', jobId]);
@@ -635,7 +645,7 @@ describe('result', () => {
   });
 
   it('calls `orchesjob result --job-id` only, when orchesjob has it', async () => {
-    const home = tempHome();
+    const home = sandbox();
     const { jobId, reservationId } = await dispatched(home, 'k', { jobSeconds: 0 });
     const r = await runCli(['result', '--reservation-id', reservationId], {
       env: { ORCHESJOB_STANDIN_ACCEPT_RESULT_CANCEL: '1' },
@@ -646,7 +656,7 @@ describe('result', () => {
   });
 
   it("passes orchesjob's failure through unchanged (exit 3, its stderr)", async () => {
-    const home = tempHome();
+    const home = sandbox();
     await dispatched(home, 'k', { jobId: 'job-unknown-to-orchesjob' });
     const r = await runCli(['result', '--run-key', 'k']);
     expect({ code: r.code, stdout: r.stdout, stderr: r.stderr }).toEqual({
@@ -657,7 +667,7 @@ describe('result', () => {
   });
 
   it('before dispatch: exit 5', async () => {
-    const home = tempHome();
+    const home = sandbox();
     await seedReserve(home, 'k');
     expect(fails(await runCli(['result', '--run-key', 'k']), 5)).toMatchInlineSnapshot(
       `"Reservation has not been dispatched yet; job_id is not available."`,
@@ -669,13 +679,13 @@ describe('result', () => {
 describe('clean', () => {
 
   it('--dry-run reports what matches and writes nothing', async () => {
-    const home = tempHome();
+    const home = sandbox();
     await seed(home, [
       { key: 'new', atS: T + 200, state: 'CANCELLED' },
       { key: 'old', atS: T, state: 'EXPIRED' },
       { key: 'live', atS: T + 100, state: 'RESERVED' },
     ]);
-    const before = ledgerRows(dbPathOf(home));
+    const before = ledgerRows(home.db);
     const doc = ok(await runCli(['clean', '--all', '--dry-run']));
     expect(Object.keys(doc)).toEqual(['deleted', 'dry_run', 'matched', 'reservations']);
     expect(doc).toMatchObject({ deleted: 0, dry_run: true, matched: 2 });
@@ -685,11 +695,11 @@ describe('clean', () => {
     ]);
     doc.reservations.forEach(expectReservationShape);
     expect(doc.reservations[0].last_error).toBe('expired before dispatch');
-    expect(ledgerRows(dbPathOf(home))).toEqual(before);
+    expect(ledgerRows(home.db)).toEqual(before);
   });
 
   it('--all deletes every terminal reservation, never RESERVED or DISPATCHING; appends Cleaned; keeps history', async () => {
-    const home = tempHome();
+    const home = sandbox();
     await seed(home, [
       { key: 'reserved', atS: T, state: 'RESERVED' },
       { key: 'dispatching', atS: T + 1, state: 'DISPATCHING' },
@@ -698,7 +708,7 @@ describe('clean', () => {
       { key: 'expired', atS: T + 4, state: 'EXPIRED' },
       { key: 'failed', atS: T + 5, state: 'DISPATCH_FAILED' },
     ]);
-    const before = ledgerRows(dbPathOf(home));
+    const before = ledgerRows(home.db);
     const startedS = nowS();
     const doc = ok(await runCli(['clean', '--all']));
     expect(doc).toMatchObject({ deleted: 4, dry_run: false, matched: 4 });
@@ -712,7 +722,7 @@ describe('clean', () => {
     expect(doc.reservations[0].job_id).toBe('job-dispatched');
     expect(doc.reservations[3].last_error).toBe('boom');
 
-    const after = ledgerRows(dbPathOf(home));
+    const after = ledgerRows(home.db);
     expect(after.reservations.map((r) => r.run_key).sort()).toEqual(['dispatching', 'reserved']);
     expect(after.events.slice(0, before.events.length)).toEqual(before.events); // history kept
     const cleaned = after.events.slice(before.events.length);
@@ -727,7 +737,7 @@ describe('clean', () => {
   });
 
   it('--before is updated_at <, --after is updated_at >=, both a range, --run-key restricts', async () => {
-    const home = tempHome();
+    const home = sandbox();
     await seed(home, [
       { key: 'r1', atS: T, state: 'CANCELLED' },
       { key: 'r2', atS: T + 100, state: 'CANCELLED' },
@@ -754,17 +764,17 @@ describe('clean', () => {
     ]);
     const doc = ok(await runCli(['clean', '--after', String(T + 50), '--before', String(T + 150)]));
     expect(doc).toMatchObject({ deleted: 1, matched: 1, dry_run: false });
-    expect(ledgerRows(dbPathOf(home)).reservations.map((r) => r.run_key)).toEqual(['r1', 'r3']);
+    expect(ledgerRows(home.db).reservations.map((r) => r.run_key)).toEqual(['r1', 'r3']);
   });
 
   it('--job-id and --reservation-id delete one terminal reservation; a live one matches nothing', async () => {
-    const home = tempHome();
+    const home = sandbox();
     await seed(home, [
       { key: 'd', atS: T, state: 'DISPATCHED' },
       { key: 'c', atS: T + 1, state: 'CANCELLED' },
       { key: 'live', atS: T + 2, state: 'RESERVED' },
     ]);
-    const ids = Object.fromEntries(ledgerRows(dbPathOf(home)).reservations.map((r) => [r.run_key, r.reservation_id]));
+    const ids = Object.fromEntries(ledgerRows(home.db).reservations.map((r) => [r.run_key, r.reservation_id]));
     const [byJob, byId, live, unknown] = (
       await Promise.all([
         runCli(['clean', '--job-id', 'job-d']),
@@ -779,15 +789,15 @@ describe('clean', () => {
     expect(byId.reservations.map((r: any) => r.run_key)).toEqual(['c']);
     expect(live).toEqual({ deleted: 0, dry_run: false, matched: 0, reservations: [] });
     expect(unknown).toEqual({ deleted: 0, dry_run: false, matched: 0, reservations: [] });
-    const { reservations, events } = ledgerRows(dbPathOf(home));
+    const { reservations, events } = ledgerRows(home.db);
     expect(reservations.map((r) => r.run_key)).toEqual(['live']);
     expect(events.filter((e) => e.type === 'Cleaned').map((e) => e.run_key).sort()).toEqual(['c', 'd']);
   });
 
   it('selection errors: exit 2, nothing written', async () => {
-    const home = tempHome();
+    const home = sandbox();
     await seed(home, [{ key: 'c', atS: T, state: 'CANCELLED' }]);
-    const before = ledgerRows(dbPathOf(home));
+    const before = ledgerRows(home.db);
     const runs = await Promise.all(
       [
         ['--dry-run'],
@@ -810,11 +820,11 @@ describe('clean', () => {
         "Invalid after: "2026-02-30". Expected epoch seconds or ISO 8601 datetime.",
       ]
     `);
-    expect(ledgerRows(dbPathOf(home))).toEqual(before);
+    expect(ledgerRows(home.db)).toEqual(before);
   });
 
   it('a cleaned run key can be reserved again: created:true, a new reservation id, a new stream', async () => {
-    const home = tempHome();
+    const home = sandbox();
     const old = await reserveOk('k', [], ['old']);
     ok(await runCli(['cancel', '--run-key', 'k']));
     ok(await runCli(['clean', '--run-key', 'k', '--all']));
@@ -824,7 +834,7 @@ describe('clean', () => {
     expect(again.reservation.reservation_id).not.toBe(old.reservation_id);
     expect(again.reservation.command).toEqual(['new']);
     expect(again.reservation.reservation_status).toBe('RESERVED');
-    const { events, reservations } = ledgerRows(dbPathOf(home));
+    const { events, reservations } = ledgerRows(home.db);
     expect(events.map((e) => [e.type, e.version, e.reservation_id === old.reservation_id])).toEqual([
       ['Reserved', 1, true],
       ['Cancelled', 2, true],
@@ -839,14 +849,14 @@ describe('clean', () => {
 
 describe('version and help', () => {
   it('--version prints the package version', async () => {
-    tempHome();
+    sandbox();
     const r = await runCli(['--version']);
     expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
     expect(r.stdout).toBe(`orchesjob-reserver ${PKG_VERSION}\n`);
   });
 
   it('--help and reserve --help exit 0 and mention the commands and flags; no database is opened', async () => {
-    const home = tempHome();
+    const home = sandbox();
     const [top, reserveHelp] = await Promise.all([runCli(['--help']), runCli(['reserve', '--help'])]);
     for (const r of [top, reserveHelp]) expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
     for (const name of ['reserve', 'run', 'status', 'result', 'cancel', 'list', 'clean']) {
@@ -863,6 +873,6 @@ describe('version and help', () => {
     ]) {
       expect(stripAnsi(reserveHelp.stdout)).toContain(flag);
     }
-    expect(existsSync(dbPathOf(home))).toBe(false);
+    expect(existsSync(home.db)).toBe(false);
   });
 });

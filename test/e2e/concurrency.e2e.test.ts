@@ -7,14 +7,14 @@ import { spawnSync } from 'node:child_process';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { SCHEMA_VERSION } from '../../migrations/version.js';
-import { dbPathOf, ledgerRows, runCli, tempHome, ULID } from '../support/cli.js';
+import { ledgerRows, runCli, sandbox, ULID } from '../support/harness.js';
 
 const N = 20;
 const MAKE_DB = new URL('../support/make-python-db.py', import.meta.url).pathname;
 
 describe('concurrent reserve', () => {
   it(`${N} processes reserving ONE run key at once: exactly one created, one reservation, one event`, async () => {
-    const home = tempHome();
+    const home = sandbox();
     const runs = await Promise.all(
       Array.from({ length: N }, (_, i) => runCli(['reserve', '--run-key', 'same', '--', 'prog', String(i)])),
     );
@@ -29,7 +29,7 @@ describe('concurrent reserve', () => {
     // Everybody got the winner's reservation, unchanged (its command, not their own).
     for (const r of runs) expect(r.json.reservation).toEqual(winner);
 
-    const { events, reservations } = ledgerRows(dbPathOf(home));
+    const { events, reservations } = ledgerRows(home.db);
     expect(events.map((e) => [e.type, e.version, e.reservation_id, e.actor])).toEqual([
       ['Reserved', 1, winner.reservation_id, 'cli:reserve'],
     ]);
@@ -38,7 +38,7 @@ describe('concurrent reserve', () => {
   });
 
   it(`${N} processes reserving ${N} different run keys at once: all created, ${N} Reserved events at version 1`, async () => {
-    const home = tempHome();
+    const home = sandbox();
     const keys = Array.from({ length: N }, (_, i) => `key-${i}`);
     const runs = await Promise.all(keys.map((k) => runCli(['reserve', '--run-key', k, '--', 'prog', k])));
     for (const r of runs) {
@@ -50,7 +50,7 @@ describe('concurrent reserve', () => {
     const ids = runs.map((r) => r.json.reservation.reservation_id as string);
     expect(new Set(ids).size).toBe(N);
 
-    const { events, reservations } = ledgerRows(dbPathOf(home));
+    const { events, reservations } = ledgerRows(home.db);
     expect(events).toHaveLength(N);
     expect(events.every((e) => e.type === 'Reserved' && e.version === 1 && e.actor === 'cli:reserve')).toBe(true);
     expect(new Set(events.map((e) => e.reservation_id))).toEqual(new Set(ids));
@@ -61,8 +61,8 @@ describe('concurrent reserve', () => {
   });
 
   it(`${N} processes reserving at once on a Python-tool database: they race to adopt it, and it is adopted once`, async () => {
-    const home = tempHome();
-    const db = dbPathOf(home);
+    const home = sandbox();
+    const db = home.db;
     const extra = 3000;
     const made = spawnSync('python3', [MAKE_DB, db, String(extra)], { encoding: 'utf8' });
     expect(made.status, made.stderr).toBe(0);

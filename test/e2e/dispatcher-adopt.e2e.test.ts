@@ -5,9 +5,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { executions, expectWellFormed, ledgerEvents, sandbox, startDispatcher, status, useDispatcherHarness } from '../support/dispatcher.js';
-
-useDispatcherHarness();
+import { executions, expectWellFormed, ledgerEvents, sandbox, startDispatcher, status } from '../support/harness.js';
 
 const MAKE_DB = new URL('../support/make-python-db.py', import.meta.url).pathname;
 
@@ -31,7 +29,7 @@ describe('dispatcher on an adopted Python-tool database', () => {
     }
     // Terminal rows were left alone; the ledger explains everything (no other transitions on them).
     expect((await status(sb, 'py-dispatched')).job_id).toBe('job-1');
-    const types = ledgerEvents(sb)
+    const types = ledgerEvents(sb.db)
       .filter((e) => e.run_key === 'py-dispatching')
       .map((e) => `${e.type}:${e.actor === 'import' ? 'import' : 'dispatcher'}`);
     expect(types).toEqual([

@@ -13,10 +13,7 @@ import {
   sandbox,
   startDispatcher,
   startInvocations,
-  useDispatcherHarness,
-} from '../support/dispatcher.js';
-
-useDispatcherHarness();
+} from '../support/harness.js';
 
 describe('two dispatchers on one file', () => {
   it('dispatch 30 immediate reservations exactly once each', async () => {
@@ -49,7 +46,7 @@ describe('two dispatchers on one file', () => {
       expect(executions(sb).find((e) => e.run_key === r.run_key)?.job_id, r.run_key).toBe(r.job_id);
     }
 
-    const ledger = ledgerEvents(sb);
+    const ledger = ledgerEvents(sb.db);
     expect(ledger.filter((e) => e.type === 'ClaimReleased')).toEqual([]);
     const claims = ledger.filter((e) => e.type === 'DispatchClaimed');
     expect(new Set(claims.map((e) => e.reservation_id)).size).toBe(30);

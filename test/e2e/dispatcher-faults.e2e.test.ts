@@ -6,7 +6,6 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
-  cli,
   CLI,
   cliOk,
   DispatcherProcess,
@@ -14,17 +13,15 @@ import {
   expectWellFormed,
   ledgerEvents,
   reserve,
+  runCli,
   sandbox,
   sleep,
   STANDIN,
   startDispatcher,
   startInvocations,
   status,
-  useDispatcherHarness,
   writeFaults,
-} from '../support/dispatcher.js';
-
-useDispatcherHarness();
+} from '../support/harness.js';
 
 describe('dispatcher: failed starts', () => {
   it('records non-zero exit, non-JSON, no job_id and a hung start (--start-timeout 1) as DISPATCH_FAILED', async () => {
@@ -65,8 +62,8 @@ describe('dispatcher: failed starts', () => {
     const call = d.lines.findIndex((l) => l.event === 'orchesjob_start_call' && l.run_key === 'f-hang');
     const fail = d.lines.findIndex((l) => l.event === 'dispatch_failed' && l.run_key === 'f-hang');
     const waitedMs = (d.arrivedAtMs[fail] ?? 0) - (d.arrivedAtMs[call] ?? 0);
-    const claim = ledgerEvents(sb).find((e) => e.type === 'DispatchClaimed' && e.run_key === 'f-hang');
-    const failure = ledgerEvents(sb).find((e) => e.type === 'DispatchFailed' && e.run_key === 'f-hang');
+    const claim = ledgerEvents(sb.db).find((e) => e.type === 'DispatchClaimed' && e.run_key === 'f-hang');
+    const failure = ledgerEvents(sb.db).find((e) => e.type === 'DispatchFailed' && e.run_key === 'f-hang');
     const recordedMs = (failure?.recorded_at_ms ?? 0) - (claim?.recorded_at_ms ?? 0);
     console.log(`[faults] hung start failed ${recordedMs} ms after its claim (lines ${waitedMs} ms apart)`);
     expect(recordedMs).toBeGreaterThanOrEqual(1000);
@@ -112,7 +109,7 @@ describe('dispatcher: bad flags', () => {
   ];
   it.each(cases)('run %s %s: exit 2, {"error": ...} on stderr, nothing on stdout', async (flag, value) => {
     const sb = sandbox();
-    const r = await cli(sb, ['run', '--db', sb.db, '--orchesjob-bin', STANDIN, flag, value]);
+    const r = await runCli(['run', '--db', sb.db, '--orchesjob-bin', STANDIN, flag, value], { home: sb });
     expect({ code: r.code, stdout: r.stdout }).toEqual({ code: 2, stdout: '' });
     const last = r.stderr.split('\n').filter((l) => l.trim() !== '').at(-1) ?? '';
     const doc = JSON.parse(last) as Record<string, unknown>;

@@ -13,11 +13,8 @@ import {
   sandbox,
   startDispatcher,
   status,
-  useDispatcherHarness,
   writeFaults,
-} from '../support/dispatcher.js';
-
-useDispatcherHarness();
+} from '../support/harness.js';
 
 describe('dispatcher: a start that created the job, then failed', () => {
   it.each([

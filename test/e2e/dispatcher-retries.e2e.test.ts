@@ -4,9 +4,7 @@
  * DISPATCH_FAILED with every attempt's error in the history; expires_at still wins.
  */
 import { describe, expect, it } from 'vitest';
-import { cliOk, executions, expectWellFormed, ledgerEvents, sandbox, startDispatcher, status, useDispatcherHarness, writeFaults } from '../support/dispatcher.js';
-
-useDispatcherHarness();
+import { cliOk, executions, expectWellFormed, ledgerEvents, runCli, sandbox, startDispatcher, status, writeFaults } from '../support/harness.js';
 
 describe('dispatcher retries', () => {
   it('tries again after the delay and succeeds on the third attempt', async () => {
@@ -24,7 +22,7 @@ describe('dispatcher retries', () => {
     ]);
     expect(attempts[0]?.error).toContain('stderr=transient');
     // Never before the retry time (whole seconds): each retry's claim comes at or after retry_at.
-    const claims = ledgerEvents(sb).filter((e) => e.type === 'DispatchClaimed');
+    const claims = ledgerEvents(sb.db).filter((e) => e.type === 'DispatchClaimed');
     expect(claims).toHaveLength(3);
     expect(claims[1]!.recorded_at_ms).toBeGreaterThanOrEqual(attempts[0]!.retry_at * 1000);
     expect(claims[2]!.recorded_at_ms).toBeGreaterThanOrEqual(attempts[1]!.retry_at * 1000);
@@ -59,9 +57,8 @@ describe('dispatcher retries', () => {
 
   it('rejects bad --max-attempts / --retry-delay (exit 2)', async () => {
     const sb = sandbox();
-    const { cli } = await import('../support/dispatcher.js');
     for (const args of [['--max-attempts', '0'], ['--max-attempts', 'x'], ['--max-attempts', '101'], ['--retry-delay', '-1'], ['--retry-delay', '1.5']]) {
-      const r = await cli(sb, ['reserve', '--run-key', 'k', ...args, '--', 'true']);
+      const r = await runCli(['reserve', '--run-key', 'k', ...args, '--', 'true'], { home: sb });
       expect(r.code, args.join(' ')).toBe(2);
       expect(r.stdout).toBe('');
     }

@@ -4,7 +4,7 @@
  * The built CLI runs as real processes against a real SQLite file; orchesjob is the stand-in.
  */
 import { describe, expect, it } from 'vitest';
-import type { Line } from '../support/dispatcher.js';
+import type { Line } from '../support/harness.js';
 import {
   cliOk,
   executions,
@@ -16,11 +16,8 @@ import {
   startDispatcher,
   startInvocations,
   status,
-  useDispatcherHarness,
   writeFaults,
-} from '../support/dispatcher.js';
-
-useDispatcherHarness();
+} from '../support/harness.js';
 
 /** DESIGN.md's table: the fields each line must carry (beside `event`, `ts`, `ts_epoch`). */
 const FIELDS: Record<string, readonly string[]> = {
@@ -171,7 +168,7 @@ describe('dispatcher session', () => {
     expect(expired.updated_at).toBeGreaterThanOrEqual(expiresAt);
 
     // Every ledger event appended while it ran was printed exactly once, as itself.
-    const ledger = ledgerEvents(sb);
+    const ledger = ledgerEvents(sb.db);
     const printed = d.lines.filter((l) => l.position !== undefined);
     expect(printed.map((l) => [l.position, l.event_id])).toEqual(ledger.map((e) => [e.position, e.event_id]));
 

@@ -13,12 +13,9 @@ import {
   startDispatcher,
   startInvocations,
   status,
-  useDispatcherHarness,
   waitPidGone,
   writeFaults,
-} from '../support/dispatcher.js';
-
-useDispatcherHarness();
+} from '../support/harness.js';
 
 describe('dispatcher signals', () => {
   it('SIGTERM during a slow start: waits for it, records it, prints reserver_stopped, exits 0', async () => {
@@ -86,6 +83,6 @@ describe('dispatcher signals', () => {
     expect(startInvocations(sb, 'slow-2')).toHaveLength(1);
     expect(succeeded.job_id).toBe(runs[0]?.job_id);
     expect(await status(sb, 'slow-2')).toMatchObject({ reservation_status: 'DISPATCHED', job_id: runs[0]?.job_id });
-    expect(ledgerEvents(sb).map((e) => e.type)).toEqual(['Reserved', 'DispatchClaimed', 'Dispatched']);
+    expect(ledgerEvents(sb.db).map((e) => e.type)).toEqual(['Reserved', 'DispatchClaimed', 'Dispatched']);
   });
 });

@@ -14,11 +14,8 @@ import {
   startDispatcher,
   startInvocations,
   status,
-  useDispatcherHarness,
   writeFaults,
-} from '../support/dispatcher.js';
-
-useDispatcherHarness();
+} from '../support/harness.js';
 
 describe('dispatcher timing', () => {
   it('starts a reservation at not_before, not before it', async () => {
@@ -37,7 +34,7 @@ describe('dispatcher timing', () => {
     const [start] = startInvocations(sb, 'timed');
     expect(start).toBeDefined();
     const lagMs = (start?.ts_ms ?? 0) - notBefore * 1000;
-    const claim = ledgerEvents(sb).find((e) => e.type === 'DispatchClaimed');
+    const claim = ledgerEvents(sb.db).find((e) => e.type === 'DispatchClaimed');
     const claimLagMs = (claim?.recorded_at_ms ?? 0) - notBefore * 1000;
     console.log(`[timing] not_before start lag: claim recorded +${claimLagMs} ms, orchesjob start ran +${lagMs} ms`);
     expect(start?.ts_ms).toBeGreaterThanOrEqual(notBefore * 1000);
@@ -60,8 +57,8 @@ describe('dispatcher timing', () => {
 
     const [start] = startInvocations(sb, 'now');
     const lagMs = (start?.ts_ms ?? Infinity) - r.endedAtMs;
-    const claim = ledgerEvents(sb).find((e) => e.type === 'DispatchClaimed');
-    const reserved = ledgerEvents(sb).find((e) => e.type === 'Reserved');
+    const claim = ledgerEvents(sb.db).find((e) => e.type === 'DispatchClaimed');
+    const reserved = ledgerEvents(sb.db).find((e) => e.type === 'Reserved');
     console.log(
       `[timing] immediate pickup: orchesjob start ran ${lagMs} ms after reserve exited; ` +
         `claim recorded ${(claim?.recorded_at_ms ?? 0) - (reserved?.recorded_at_ms ?? 0)} ms after Reserved`,
@@ -201,7 +198,7 @@ describe('missed time', () => {
     await d.stop();
     expect(call.late_by_ms).toBeGreaterThanOrEqual(120_000);
     expect(call.late_by_ms).toBeLessThan(150_000);
-    const claim = ledgerEvents(sb).find((e) => e.type === 'DispatchClaimed');
+    const claim = ledgerEvents(sb.db).find((e) => e.type === 'DispatchClaimed');
     expect(JSON.parse(claim!.data).late_by_ms).toBe(call.late_by_ms);
     expect(d.events('orchesjob_start_call').map((l) => l.run_key)).toEqual(['missed']);
   });

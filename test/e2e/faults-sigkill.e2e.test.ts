@@ -11,24 +11,23 @@
  * Seeded: `FAULT_SEED=<n>` replays a run (the seed is printed as `[faults] seed`).
  */
 import { describe, expect, it } from 'vitest';
-import type { DispatcherProcess } from '../support/dispatcher.js';
+import type { DispatcherProcess } from '../support/harness.js';
 import {
   expectWellFormed,
   pool,
   reserve,
   sandbox,
   sleep,
+  spawnDispatcher,
   startDispatcher,
-  useDispatcherHarness,
   writeFaults,
-} from '../support/dispatcher.js';
+} from '../support/harness.js';
 import type { SignalRecord } from '../support/faults.js';
 import {
   auditExactlyOnce,
   dispatcherErrors,
   dispatcherId,
   faultSeed,
-  launchDispatcher,
   nextLine,
   reservationRows,
   Rng,
@@ -37,8 +36,6 @@ import {
   waitSettled,
   waitStandinsGone,
 } from '../support/faults.js';
-
-useDispatcherHarness();
 
 const KEYS = 40;
 const KILLS = 32; // at least 30
@@ -72,7 +69,7 @@ describe('fault injection: SIGKILL the dispatcher at random moments', () => {
     const stats = { leftClaims: 0, killsLeavingClaims: 0, killsWithOrphanStarts: 0, orphanStarts: 0, byTrigger: {} as Record<string, number> };
     for (let k = 0; k < KILLS; k++) {
       const spawnedAt = Date.now();
-      const d = launchDispatcher(sb, [...DISPATCHER_ARGS, '--max-concurrent-starts', String(rng.pick([2, 4, 8]))]);
+      const d = spawnDispatcher(sb, [...DISPATCHER_ARGS, '--max-concurrent-starts', String(rng.pick([2, 4, 8]))]);
       const trigger = rng.weighted<Trigger>([
         [1, 'spawn'],
         [2, 'started'],

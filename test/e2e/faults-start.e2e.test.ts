@@ -14,7 +14,7 @@
  * Seeded: `FAULT_SEED=<n>` replays a run (the seed is printed as `[faults] seed`).
  */
 import { describe, expect, it } from 'vitest';
-import type { DispatcherProcess } from '../support/dispatcher.js';
+import type { DispatcherProcess } from '../support/harness.js';
 import {
   executions,
   expectWellFormed,
@@ -23,18 +23,18 @@ import {
   reserve,
   sandbox,
   sleep,
+  spawnDispatcher,
+  standinAlive,
   startDispatcher,
   startInvocations,
-  useDispatcherHarness,
   writeFaults,
-} from '../support/dispatcher.js';
+} from '../support/harness.js';
 import type { SignalRecord } from '../support/faults.js';
 import {
   auditExactlyOnce,
   dispatcherId,
   faultSeed,
   formatLedger,
-  launchDispatcher,
   ledgerOf,
   nextLine,
   reservationRows,
@@ -42,12 +42,9 @@ import {
   runningStartPids,
   severeErrors,
   slowStatusBin,
-  standinRunning,
   waitSettled,
   waitStandinsGone,
 } from '../support/faults.js';
-
-useDispatcherHarness();
 
 const POLL = ['--poll-interval', '0.2'];
 
@@ -62,7 +59,7 @@ function expectOneStartEach(sb: ReturnType<typeof sandbox>, keys: readonly strin
 
 /** The Dispatched event of a key (parsed), or undefined. */
 function dispatchedOf(sb: ReturnType<typeof sandbox>, key: string) {
-  const e = ledgerEvents(sb).find((x) => x.run_key === key && x.type === 'Dispatched');
+  const e = ledgerEvents(sb.db).find((x) => x.run_key === key && x.type === 'Dispatched');
   return e === undefined ? undefined : { ...e, parsed: JSON.parse(e.data) as { job_id: string; recovered?: boolean } };
 }
 
@@ -82,7 +79,7 @@ describe('fault injection (c): orchesjob dies after creating the job, before pri
     const killed: DispatcherProcess[] = [];
     let claimsLeft = 0;
     for (let k = 0; k < KILLS; k++) {
-      const d = launchDispatcher(sb, [...POLL, '--max-concurrent-starts', String(rng.pick([1, 2, 3]))]);
+      const d = spawnDispatcher(sb, [...POLL, '--max-concurrent-starts', String(rng.pick([1, 2, 3]))]);
       await nextLine(d, (l) => l.event === 'reserver_started', 10_000);
       await nextLine(d, (l) => l.event === 'orchesjob_start_call' && l.dispatcher_id === dispatcherId(d), 600);
       // ~150 ms until the stand-in has created the job and died, then as long again for the status check.
@@ -123,7 +120,7 @@ describe('fault injection (c): orchesjob dies after creating the job, before pri
     const key = 'dac-status-kill';
     writeFaults(sb, { [key]: { mode: 'die-after-create' } });
     slow.setDelay(1500); // `orchesjob status` stalls: the first dispatcher is caught inside its check
-    const first = launchDispatcher(sb, POLL, { bin: slow.bin });
+    const first = spawnDispatcher(sb, POLL, { bin: slow.bin });
     await nextLine(first, (l) => l.event === 'reserver_started', 10_000);
     await reserve(sb, key);
     const deadline = Date.now() + 10_000;
@@ -138,7 +135,7 @@ describe('fault injection (c): orchesjob dies after creating the job, before pri
     expect(reservationRows(sb).map((r) => r.reservation_status)).toEqual(['DISPATCHING']);
 
     slow.setDelay(0);
-    const second = launchDispatcher(sb, POLL, { bin: slow.bin });
+    const second = spawnDispatcher(sb, POLL, { bin: slow.bin });
     const adopted = await second.waitForLine((l) => l.event === 'dispatch_succeeded' && l.run_key === key, 10_000);
     expect(await second.stop()).toEqual({ code: 0, signal: null });
     expectWellFormed(second);
@@ -156,7 +153,7 @@ describe('fault injection (c): orchesjob dies after creating the job, before pri
       ],
     });
     expectOneStartEach(sb, [key]);
-    const stream = ledgerEvents(sb).filter((e) => e.run_key === key);
+    const stream = ledgerEvents(sb.db).filter((e) => e.run_key === key);
     expect(stream.map((e) => e.type), ledgerOf(sb, key)).toEqual(['Reserved', 'DispatchClaimed', 'Dispatched']);
     expect(stream[2]?.actor, ledgerOf(sb, key)).toBe(`dispatcher:${dispatcherId(second)}`);
   }, 40_000);
@@ -190,7 +187,7 @@ describe('fault injection (d): a hung start', () => {
     const failed = new Set(keys.filter((k) => modes.get(k) === 'hang'));
     const report = auditExactlyOnce(sb, keys, { failed });
     expectOneStartEach(sb, keys);
-    const events = ledgerEvents(sb);
+    const events = ledgerEvents(sb.db);
     for (const k of keys) {
       const claim = events.find((e) => e.run_key === k && e.type === 'DispatchClaimed');
       const outcome = events.find((e) => e.run_key === k && (e.type === 'Dispatched' || e.type === 'DispatchFailed'));
@@ -242,7 +239,7 @@ describe('fault injection (d): a hung start', () => {
     expect(
       orphans.map((o) => o.runKey).sort(),
       `the hung starts outlive their dispatcher (killed at ${signalledAtMs})\n${JSON.stringify(startInvocations(sb))}\n` +
-        `${formatLedger(ledgerEvents(sb))}\n${first.dump()}`,
+        `${formatLedger(ledgerEvents(sb.db))}\n${first.dump()}`,
     ).toEqual([...keys].sort());
 
     // The next dispatcher has a longer timeout of its own; the orphans are judged by their owner's.
@@ -254,7 +251,7 @@ describe('fault injection (d): a hung start', () => {
     expect(settled, `not all settled:\n${JSON.stringify(reservationRows(sb), null, 1)}\n${second.dump()}`).toBe(true);
     expect(severeErrors(first)).toEqual([]);
     expect(severeErrors(second)).toEqual([]);
-    for (const o of orphans) expect(standinRunning(o.pid), `orphaned start of ${o.runKey} (${o.pid})`).toBe(false);
+    for (const o of orphans) expect(standinAlive(o.pid), `orphaned start of ${o.runKey} (${o.pid})`).toBe(false);
     expect(await waitStandinsGone(sb, 3000)).toEqual([]);
 
     const failed = new Set(keys.filter((k) => modes.get(k) === 'hang'));
@@ -265,7 +262,7 @@ describe('fault injection (d): a hung start', () => {
         { dispatcherId: dispatcherId(second), pid: second.pid, signalledAtMs: Date.now() },
       ],
     });
-    const events = ledgerEvents(sb);
+    const events = ledgerEvents(sb.db);
     for (const k of keys) {
       const stream = events.filter((e) => e.run_key === k);
       const claim = stream.find((e) => e.type === 'DispatchClaimed');

@@ -9,15 +9,14 @@
  * Seeded: `FAULT_SEED=<n>` replays a run (the seed is printed as `[faults] seed`).
  */
 import { describe, expect, it } from 'vitest';
-import type { DispatcherProcess } from '../support/dispatcher.js';
-import { expectWellFormed, pool, reserve, sandbox, sleep, useDispatcherHarness, writeFaults } from '../support/dispatcher.js';
+import type { DispatcherProcess } from '../support/harness.js';
+import { expectWellFormed, pool, reserve, sandbox, sleep, spawnDispatcher, writeFaults } from '../support/harness.js';
 import type { SignalRecord } from '../support/faults.js';
 import {
   auditExactlyOnce,
   dispatcherErrors,
   dispatcherId,
   faultSeed,
-  launchDispatcher,
   ledgerOf,
   nextLine,
   reservationRows,
@@ -27,8 +26,6 @@ import {
   waitSettled,
   waitStandinsGone,
 } from '../support/faults.js';
-
-useDispatcherHarness();
 
 const KEYS = 40;
 const ROUNDS = 16;
@@ -48,7 +45,7 @@ describe('fault injection: two dispatchers on one file, one restarted while the 
     const nowS = Math.floor(Date.now() / 1000);
     const notBefore = new Map(keys.map((k, i) => [k, i < KEYS / 4 ? null : nowS + rng.int(1, 12)]));
 
-    const launch = () => launchDispatcher(sb, [...DISPATCHER_ARGS, '--max-concurrent-starts', String(rng.pick([2, 4]))]);
+    const launch = () => spawnDispatcher(sb, [...DISPATCHER_ARGS, '--max-concurrent-starts', String(rng.pick([2, 4]))]);
     const slots: DispatcherProcess[] = [launch(), launch()];
     const all: DispatcherProcess[] = [...slots];
     const reserving = pool(keys, 2, (k) => {

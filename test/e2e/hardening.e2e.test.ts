@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { dbPathOf, runCli, tempHome } from '../support/cli.js';
+import { runCli, sandbox } from '../support/harness.js';
 
 /**
  * Who can write the database can run commands as the dispatcher's user: `run` refuses a world-writable
@@ -12,7 +12,7 @@ import { dbPathOf, runCli, tempHome } from '../support/cli.js';
 
 describe('trust and permissions', () => {
   it('creates the folder and the database without world permissions', async () => {
-    const home = tempHome();
+    const home = sandbox().dir;
     const db = join(home, 'new', 'deeper', 'reserver.sqlite3');
     const r = await runCli(['reserve', '--db', db, '--run-key', 'k', '--', 'true']);
     expect(r.code, r.stderr).toBe(0);
@@ -22,7 +22,7 @@ describe('trust and permissions', () => {
   });
 
   it('run refuses a world-writable database or folder (exit 1), and says why', async () => {
-    const home = tempHome();
+    const home = sandbox().dir;
     const folder = join(home, 'state');
     mkdirSync(folder, { mode: 0o750 });
     const db = join(folder, 'reserver.sqlite3');
@@ -46,7 +46,7 @@ describe('trust and permissions', () => {
 
 describe('a busy database', () => {
   it('reserve waits for another process holding the write lock for seconds, then succeeds', async () => {
-    const home = tempHome();
+    const home = sandbox();
     expect((await runCli(['reserve', '--run-key', 'first', '--', 'true'])).code).toBe(0);
     const holdMs = 3000;
     const holder = spawn(
@@ -56,7 +56,7 @@ describe('a busy database', () => {
         `const D = require('better-sqlite3'); const db = new D(process.argv[1]);
          db.exec('BEGIN IMMEDIATE'); process.stdout.write('locked\\n');
          setTimeout(() => { db.exec('COMMIT'); db.close(); }, ${holdMs});`,
-        dbPathOf(home),
+        home.db,
       ],
       { cwd: process.cwd(), stdio: ['ignore', 'pipe', 'inherit'] },
     );

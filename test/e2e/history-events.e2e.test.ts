@@ -1,14 +1,12 @@
 /**
  * End to end: `history` and `events` (including `events --follow`) of the built CLI against a real
- * SQLite file. Follow processes are spawned here (runCli waits for an exit); the afterEach below kills
- * any that is still running and fails the test that left it.
+ * SQLite file. Follow processes are started with the harness's `spawnCli` (runCli waits for an exit),
+ * whose leak check kills any that is still running and fails the test that left it.
  */
-import type { ChildProcess } from 'node:child_process';
-import { spawn } from 'node:child_process';
-import { afterEach, describe, expect, it } from 'vitest';
-import { reserve, transition } from '../../src/ledger.js';
-import type { RunResult } from '../support/cli.js';
-import { canonical, CLI, dbPathOf, ledgerRows, runCli, sha256, sortKeysDeep, tempHome, ULID, withLedger } from '../support/cli.js';
+import { describe, expect, it } from 'vitest';
+import { execute } from '../../src/ledger.js';
+import type { PipedChild, RunResult, Sandbox } from '../support/harness.js';
+import { canonical, ledgerRows, runCli, sandbox, sha256, sortKeysDeep, spawnCli, ULID, withLedger } from '../support/harness.js';
 
 /** The keys of every event object `history` and `events` print. */
 const EVENT_KEYS = [
@@ -61,8 +59,8 @@ function parseLines(stdout: string): any[] {
 }
 
 /** What the ledger holds, as `history`/`events` must print it. */
-function expectedEvents(home: string): any[] {
-  return ledgerRows(dbPathOf(home)).events.map((row) => ({
+function expectedEvents(home: Sandbox): any[] {
+  return ledgerRows(home.db).events.map((row) => ({
     ...row,
     data: JSON.parse(row.data),
     recorded_at_iso: `${new Date(row.recorded_at * 1000).toISOString().slice(0, 19)}+00:00`,
@@ -72,13 +70,13 @@ function expectedEvents(home: string): any[] {
 const positions = (events: any[]) => events.map((e) => e.position as number);
 
 /** Reserve through the ledger's write path, in this process (fast seeding of many events). */
-async function seedReserves(home: string, keys: string[]): Promise<void> {
-  await withLedger(dbPathOf(home), async (ledger) => {
+async function seedReserves(home: Sandbox, keys: string[]): Promise<void> {
+  await withLedger(home.db, async (ledger) => {
     for (const key of keys) {
-      await reserve(
+      await execute(
         ledger.db,
-        key,
-        { type: 'Reserve', command: ['prog', key], orchesjobStartOptions: [], metadata: null, notBefore: null, expiresAt: null },
+        null,
+        { type: 'Reserve', runKey: key, command: ['prog', key], orchesjobStartOptions: [], metadata: null, notBefore: null, expiresAt: null },
         { actor: 'test:seed' },
       );
     }
@@ -90,7 +88,7 @@ async function seedReserves(home: string, keys: string[]): Promise<void> {
 // ---------------------------------------------------------------------------
 
 interface Follower {
-  readonly child: ChildProcess;
+  readonly child: PipedChild;
   /** Complete stdout lines so far, with the time each arrived. */
   readonly lines: { text: string; atMs: number }[];
   stdout(): string;
@@ -100,15 +98,9 @@ interface Follower {
   readonly exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-const followers = new Set<ChildProcess>();
-
-/** Spawn `node dist/cli.js events --follow ...args` against the home's database. */
-function follow(home: string, args: string[] = []): Follower {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('ORCHESJOB')) env[k] = v;
-  env['ORCHESJOB_RESERVER_HOME'] = home;
-  const child = spawn(process.execPath, [CLI, 'events', '--follow', ...args], { cwd: home, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  followers.add(child);
+/** Start `node dist/cli.js events --follow ...args` against the home's database. */
+function follow(home: Sandbox, args: string[] = []): Follower {
+  const child = spawnCli(['events', '--follow', ...args], { home });
   const lines: { text: string; atMs: number }[] = [];
   let out = '';
   let partial = '';
@@ -173,26 +165,11 @@ async function stopWith(f: Follower, signal: NodeJS.Signals): Promise<any[]> {
   return parseLines(f.stdout());
 }
 
-// Registered after test/support/cli.ts's hook, so it runs before that one removes the temp folders.
-afterEach(async () => {
-  const leaked: string[] = [];
-  for (const child of followers) {
-    if (child.exitCode === null && child.signalCode === null) {
-      leaked.push(`events --follow ${child.pid} is still running`);
-      const gone = new Promise((resolve) => child.once('close', resolve));
-      child.kill('SIGKILL');
-      await gone;
-    }
-  }
-  followers.clear();
-  expect(leaked, 'leaked follow processes').toEqual([]);
-});
-
 // ---------------------------------------------------------------------------
 
 describe('history', () => {
   it('by run key: every reservation that held it, across cancel, clean and re-reserve, in ledger order', async () => {
-    const home = tempHome();
+    const home = sandbox();
     const first = ok(await runCli(['reserve', '--run-key', 'nightly', '--', 'prog', '1'])).json.reservation;
     ok(await runCli(['reserve', '--run-key', 'other', '--', 'prog', 'x'])); // interleaved, not in the history
     ok(await runCli(['cancel', '--run-key', 'nightly']));
@@ -222,7 +199,7 @@ describe('history', () => {
   });
 
   it('by reservation id: one stream, also after clean removed it from the projection', async () => {
-    const home = tempHome();
+    const home = sandbox();
     const first = ok(await runCli(['reserve', '--run-key', 'k', '--', 'prog'])).json.reservation;
     ok(await runCli(['cancel', '--reservation-id', first.reservation_id]));
     ok(await runCli(['clean', '--reservation-id', first.reservation_id]));
@@ -244,7 +221,7 @@ describe('history', () => {
   });
 
   it('exits 4 when no event matches; 2 on a bad or missing identity', async () => {
-    tempHome();
+    sandbox();
     ok(await runCli(['reserve', '--run-key', 'k', '--', 'prog']));
     const [key, id] = await Promise.all([
       runCli(['history', '--run-key', 'unknown']),
@@ -271,7 +248,7 @@ describe('history', () => {
   });
 
   it('--help: description, usage, exit codes, an example', async () => {
-    tempHome();
+    sandbox();
     const r = ok(await runCli(['history', '--help']));
     expect(r.stdout).toContain('Usage: orchesjob-reserver history (--run-key KEY | --reservation-id ID)');
     expect(r.stdout).toContain('Exit codes: 0 ok, 1 general error, 2 invalid arguments, 4 not found');
@@ -281,7 +258,7 @@ describe('history', () => {
 
 describe('events', () => {
   it('JSON Lines in position order; --since is exclusive; --limit caps the count', async () => {
-    const home = tempHome();
+    const home = sandbox();
     ok(await runCli(['reserve', '--run-key', 'a', '--', 'prog']));
     ok(await runCli(['reserve', '--run-key', 'b', '--', 'prog']));
     ok(await runCli(['cancel', '--run-key', 'a']));
@@ -316,12 +293,12 @@ describe('events', () => {
   });
 
   it('an empty ledger prints nothing and exits 0', async () => {
-    tempHome();
+    sandbox();
     expect(ok(await runCli(['events'])).stdout).toBe('');
   });
 
   it('a backlog larger than one read batch: every event once, in order', async () => {
-    const home = tempHome();
+    const home = sandbox();
     await seedReserves(home, Array.from({ length: 2100 }, (_, i) => `k${i}`));
     const [every, window] = await Promise.all([runCli(['events']), runCli(['events', '--since', '999', '--limit', '1002'])]);
     expect(positions(parseLines(ok(every).stdout))).toEqual(Array.from({ length: 2100 }, (_, i) => i + 1));
@@ -329,22 +306,22 @@ describe('events', () => {
   });
 
   it('reading writes nothing: the database file is unchanged', async () => {
-    const home = tempHome();
+    const home = sandbox();
     ok(await runCli(['reserve', '--run-key', 'a', '--', 'prog']));
-    const before = sha256(dbPathOf(home));
-    const rowsBefore = ledgerRows(dbPathOf(home));
+    const before = sha256(home.db);
+    const rowsBefore = ledgerRows(home.db);
     ok(await runCli(['events']));
     ok(await runCli(['history', '--run-key', 'a']));
     fails(await runCli(['history', '--run-key', 'nope']), 4);
     const f = follow(home);
     await f.waitForLines(1);
     await stopWith(f, 'SIGTERM');
-    expect(sha256(dbPathOf(home))).toBe(before);
-    expect(ledgerRows(dbPathOf(home))).toEqual(rowsBefore);
+    expect(sha256(home.db)).toBe(before);
+    expect(ledgerRows(home.db)).toEqual(rowsBefore);
   });
 
   it('bad flags exit 2 with nothing on stdout, --follow included', async () => {
-    tempHome();
+    sandbox();
     const cases = [
       ['--since', 'abc'],
       ['--since', '-1'],
@@ -371,7 +348,7 @@ describe('events', () => {
   });
 
   it('--help: description, usage, exit codes, an example', async () => {
-    tempHome();
+    sandbox();
     const r = ok(await runCli(['events', '--help']));
     expect(r.stdout).toContain('Usage: orchesjob-reserver events [--since POSITION] [--limit N] [--follow]');
     expect(r.stdout).toContain('Exit codes: 0 ok');
@@ -382,7 +359,7 @@ describe('events', () => {
 
 describe('events --follow', () => {
   it('prints what concurrent writers append, each event once, in order, within ~1 s; SIGTERM exits 0', async () => {
-    const home = tempHome();
+    const home = sandbox();
     ok(await runCli(['reserve', '--run-key', 'before', '--', 'prog']));
     const f = follow(home);
     await f.waitForLines(1);
@@ -416,7 +393,7 @@ describe('events --follow', () => {
   });
 
   it('SIGTERM right after a write: events appended before the signal are still printed, then exit 0', async () => {
-    const home = tempHome();
+    const home = sandbox();
     await seedReserves(home, ['first']);
     const f = follow(home, ['--since', '0']);
     await f.waitForLines(1);
@@ -427,7 +404,7 @@ describe('events --follow', () => {
   });
 
   it('SIGINT exits 0 too; --since resumes where a previous follower stopped, with no gap and no repeat', async () => {
-    const home = tempHome();
+    const home = sandbox();
     await seedReserves(home, ['a', 'b']);
     const f1 = follow(home);
     await f1.waitForLines(2);
@@ -436,8 +413,8 @@ describe('events --follow', () => {
     const last = firstRun[firstRun.length - 1].position as number;
     const f2 = follow(home, ['--since', String(last)]);
     await f2.waitForLines(2);
-    await withLedger(dbPathOf(home), (ledger) =>
-      transition(ledger.db, { runKey: 'a' }, { type: 'Cancel' }, { actor: 'test:seed' }),
+    await withLedger(home.db, (ledger) =>
+      execute(ledger.db, { runKey: 'a' }, { type: 'Cancel' }, { actor: 'test:seed' }),
     );
     await f2.waitForLines(3);
     const secondRun = await stopWith(f2, 'SIGTERM');
@@ -445,7 +422,7 @@ describe('events --follow', () => {
   });
 
   it('--follow --limit N waits for N events, prints exactly N and exits 0 by itself', async () => {
-    const home = tempHome();
+    const home = sandbox();
     await seedReserves(home, ['a']);
     const f = follow(home, ['--limit', '3']);
     await f.waitForLines(1);
@@ -459,7 +436,7 @@ describe('events --follow', () => {
   });
 
   it('--follow on an empty ledger waits for the first event', async () => {
-    const home = tempHome();
+    const home = sandbox();
     await seedReserves(home, []); // create the database
     const f = follow(home, ['--since', '0']);
     await new Promise((r) => setTimeout(r, 300)); // let it start (a signal before start-up is a plain kill)

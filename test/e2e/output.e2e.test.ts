@@ -3,14 +3,12 @@
  * through `process.stdout`. Whatever stdout is, all of it must arrive.
  */
 import { spawn } from 'node:child_process';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CLI, runCli, tempHome } from '../support/cli.js';
+import { CLI, runCli, sandbox } from '../support/harness.js';
 
 describe('output', () => {
   it('arrives whole through a non-blocking pipe that fills up before its reader reads', async () => {
-    const home = tempHome();
-    const db = join(home, 'reserver.sqlite3');
+    const { db } = sandbox();
     const blob = 'x'.repeat(60_000);
     for (let i = 0; i < 4; i++) {
       const r = await runCli(['reserve', '--db', db, '--run-key', `big-${i}`, '--metadata-json', JSON.stringify({ blob, i }), '--', '/bin/true']);

@@ -19,7 +19,7 @@ import { delimiter, dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { compileBundle } from '../../src/bundle.js';
 import { SUBCOMMAND_NAMES } from '../../src/commands/index.js';
-import { ROOT, STANDIN, standinDirOf, stripAnsi, tempHome } from '../support/cli.js';
+import { ROOT, sandbox, STANDIN, stripAnsi } from '../support/harness.js';
 
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { name: string; version: string };
 const NPM = process.platform === 'win32' ? 'npm.cmd' : 'npm';
@@ -121,7 +121,8 @@ describe('the npm package', () => {
   it(
     'installs with `npm install -g` into a fresh prefix, and the installed command works',
     async () => {
-      const tmp = tempHome();
+      const sb = sandbox();
+      const tmp = sb.dir;
       const packDir = join(tmp, 'pack');
       const prefix = join(tmp, 'prefix');
       const home = join(tmp, 'home');
@@ -169,8 +170,8 @@ describe('the npm package', () => {
       expect(reserved.code, reserved.stderr).toBe(0);
       expect(JSON.parse(reserved.stdout)).toMatchObject({ created: true, reservation: { run_key: 'pack-1', reservation_status: 'RESERVED' } });
 
-      // The stand-in's state folder is the one test/support/cli.ts checks for leaked stand-ins.
-      const standin = { ORCHESJOB_BIN: STANDIN, ORCHESJOB_STANDIN_DIR: standinDirOf(tmp) };
+      // The sandbox's stand-in folder: the harness checks it for leaked stand-ins.
+      const standin = { ORCHESJOB_BIN: STANDIN, ORCHESJOB_STANDIN_DIR: sb.oj };
       const dispatcher = spawn(bin, ['run', '--poll-interval', '0.5'], { cwd: tmp, env: cliEnv(home, standin), stdio: ['ignore', 'pipe', 'pipe'] });
       const out: Buffer[] = [];
       const err: Buffer[] = [];

@@ -25,12 +25,10 @@ import { rowToEvent } from '../../src/events/store.js';
 import type { EventRow } from '../../src/events/store.js';
 import { reservationJson } from '../../src/output.js';
 import { verifyProjection } from '../../src/projections/replay.js';
-import type { Sandbox } from '../support/dispatcher.js';
-import { CLI, envFor, pool, ROOT, sandbox, sleep, STANDIN, useDispatcherHarness, writeFaults } from '../support/dispatcher.js';
+import type { Sandbox } from '../support/harness.js';
+import { CLI, envFor, pool, ROOT, sandbox, sleep, STANDIN, startInvocations, writeFaults } from '../support/harness.js';
 import type { CrashState } from '../support/powercut.js';
 import { buildShim, crashStates, materialize, readTrace, Recording, traceEnv } from '../support/powercut.js';
-
-useDispatcherHarness();
 
 /** Where crash states are written and opened: memory, not the disk (thousands of small folders). */
 const SCRATCH_ROOT = fs.existsSync('/dev/shm') ? '/dev/shm' : undefined;
@@ -125,6 +123,9 @@ async function recordRun(cli: string, shim: string): Promise<Recorded> {
   await reserveOk('pc-slow');
   await reserveOk('pc-hang');
   await first.waitFor((l) => l.event === 'orchesjob_start_call' && (l.run_key === 'pc-slow' || l.run_key === 'pc-hang'), 2);
+  // A claim is printed before its start is spawned: kill once the stand-in has recorded both starts.
+  const spawnedBy = Date.now() + 20_000;
+  while ((startInvocations(sb, 'pc-slow').length === 0 || startInvocations(sb, 'pc-hang').length === 0) && Date.now() < spawnedBy) await sleep(10);
   first.child.kill('SIGKILL'); // its slow start goes on and creates the job; its hung one hangs
   await first.exited;
   await reserveOk('pc-after');

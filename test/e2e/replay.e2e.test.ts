@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
-import { dbPathOf, runCli, tempHome, withLedger } from '../support/cli.js';
+import { runCli, sandbox, withLedger } from '../support/harness.js';
 
 /** `replay` through the built CLI: as-of views, --verify (exit 7 on a mismatch), --rebuild. */
 
@@ -14,7 +14,7 @@ async function reserveMany(keys: string[]): Promise<void> {
 
 describe('replay', () => {
   it('shows the reservations as they were at a position', async () => {
-    tempHome();
+    sandbox();
     await reserveMany(['a', 'b']);
     expect((await runCli(['cancel', '--run-key', 'a'])).code).toBe(0);
     const atTwo = await runCli(['replay', '--position', '2']);
@@ -32,13 +32,13 @@ describe('replay', () => {
   });
 
   it('--verify agrees on a healthy ledger and names a field changed behind its back (exit 7); --rebuild repairs it', async () => {
-    const home = tempHome();
+    const home = sandbox();
     await reserveMany(['a', 'b']);
     const ok = await runCli(['replay', '--verify']);
     expect(ok.code).toBe(0);
     expect(ok.json).toEqual({ verified: true, events: 2, reservations: 2, mismatches: [] });
 
-    const db = new Database(dbPathOf(home));
+    const db = new Database(home.db);
     db.prepare(`UPDATE reservations SET reservation_status = 'DISPATCHED', job_id = 'forged' WHERE run_key = 'b'`).run();
     db.close();
     const bad = await runCli(['replay', '--verify']);
@@ -57,16 +57,16 @@ describe('replay', () => {
   });
 
   it('--rebuild is refused while a live dispatcher holds a claim', async () => {
-    const home = tempHome();
+    const home = sandbox();
     await reserveMany(['a']);
     // A claim owned by this (live) test process, through the real write path.
-    await withLedger(dbPathOf(home), async (ledger) => {
-      const { transition } = await import('../../src/ledger.js');
-      await transition(
+    await withLedger(home.db, async (ledger) => {
+      const { execute } = await import('../../src/ledger.js');
+      await execute(
         ledger.db,
         { runKey: 'a' },
-        { type: 'Claim', owner: { dispatcher_id: 'live', host: hostname(), pid: process.pid }, argv: ['orchesjob'], nowMs: Date.now() + 1000 },
-        { actor: 'test' },
+        { type: 'Claim', owner: { dispatcher_id: 'live', host: hostname(), pid: process.pid }, argv: ['orchesjob'] },
+        { actor: 'test', now: () => Date.now() + 1000 },
       );
     });
     const refused = await runCli(['replay', '--rebuild']);
@@ -76,7 +76,7 @@ describe('replay', () => {
   });
 
   it('rejects a missing or double mode and a bad position (exit 2)', async () => {
-    tempHome();
+    sandbox();
     for (const args of [['replay'], ['replay', '--verify', '--rebuild'], ['replay', '--position', '-1'], ['replay', '--as-of', 'soon']]) {
       const r = await runCli(args);
       expect(r.code, args.join(' ')).toBe(2);

@@ -13,7 +13,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { delimiter, dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CLI, runCli, tempHome } from '../support/cli.js';
+import { CLI, runCli, sandbox } from '../support/harness.js';
 import type { Rsyslogd, Tracked } from '../support/rsyslog.js';
 import { DEPLOY, freePort, renderShipped, RSYSLOGD, spawnTracked, startRsyslogd, waitForListener, waitUntil } from '../support/rsyslog.js';
 
@@ -77,7 +77,7 @@ async function reserveAwkwardOnes(prefix: string): Promise<void> {
 
 describe('deploy/orchesjob-reserver-events.sh', () => {
   it('writes every event from the start, then resumes after the last whole line, never repeating one', async () => {
-    const home = tempHome();
+    const home = sandbox().dir;
     const file = join(home, 'log', 'events.jsonl');
     await reserveAwkwardOnes('w');
     const first = await ledgerLines();
@@ -95,7 +95,7 @@ describe('deploy/orchesjob-reserver-events.sh', () => {
   });
 
   it('prints again, on a line of its own, the event whose line was cut short', async () => {
-    const home = tempHome();
+    const home = sandbox().dir;
     const file = join(home, 'events.jsonl');
     await reserveAwkwardOnes('c');
     const all = await ledgerLines();
@@ -110,7 +110,7 @@ describe('deploy/orchesjob-reserver-events.sh', () => {
   });
 
   it('resumes from the rotated file (FILE.1) when the file is empty after a rotation', async () => {
-    const home = tempHome();
+    const home = sandbox().dir;
     const file = join(home, 'events.jsonl');
     await reserveAwkwardOnes('r');
     const all = await ledgerLines();
@@ -124,7 +124,7 @@ describe('deploy/orchesjob-reserver-events.sh', () => {
   });
 
   it('refuses to guess when the last line is not an event line (exit 1, file untouched)', async () => {
-    const home = tempHome();
+    const home = sandbox().dir;
     const file = join(home, 'events.jsonl');
     await reserveOk(['--run-key', 'x', '--', 'true']);
     writeFileSync(file, 'not an event\n');
@@ -145,7 +145,7 @@ if (RSYSLOGD === null) console.warn(`test/e2e/rsyslog.e2e.test.ts: ${rsyslogTitl
 
 describe.skipIf(RSYSLOGD === null)(rsyslogTitle, () => {
   it('delivers every event line whole to the central per-host file, across a central outage and a writer restart', async () => {
-    const home = tempHome();
+    const home = sandbox().dir;
     const file = join(home, 'edge-log', 'events.jsonl');
     const centralFolder = join(home, 'central-log');
     const centralFile = join(centralFolder, 'edge-1', 'events.jsonl');

@@ -1,30 +1,17 @@
 /**
- * Helpers for the fault-injection suite (`test/e2e/faults-*.e2e.test.ts`): a seeded PRNG, dispatchers
- * launched without waiting (so they can be killed at any moment, even during start-up), a wrapper
+ * Helpers for the fault-injection suite (`test/e2e/faults-*.e2e.test.ts`), over test/support/harness.ts
+ * (whose `spawnDispatcher` starts a dispatcher that can be killed at any moment): a seeded PRNG, a wrapper
  * orchesjob that can stall `status`, and the "exactly once" audit that every scenario ends with.
  *
  * Seeds: each scenario has a fixed default seed (CI is reproducible); `FAULT_SEED=<n>` replaces it.
  * The seed is printed as `[faults] seed <n> ...` so a failure can be replayed.
  */
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { expect } from 'vitest';
-import type { DispatcherProcess as DispatcherProcessType, EventRow, Line, Sandbox } from './dispatcher.js';
-import {
-  CLI,
-  DispatcherProcess,
-  envFor,
-  executions,
-  invocations,
-  ledgerEvents,
-  pidAlive,
-  ROOT,
-  sleep,
-  STANDIN,
-  withDb,
-} from './dispatcher.js';
+import type { DispatcherProcess, EventRow, Line, Sandbox } from './harness.js';
+import { executions, invocations, ledgerEvents, sleep, standinAlive, STANDIN, withDb } from './harness.js';
 
 // ---------------------------------------------------------------------------
 // Seeded randomness
@@ -103,28 +90,9 @@ export function faultSeed(scenario: string, fallback: number): number {
 // Dispatchers
 // ---------------------------------------------------------------------------
 
-/**
- * Spawn `node dist/cli.js run --db DB --orchesjob-bin BIN ...args` and return at once (no wait for
- * `reserver_started`), so that it can be killed during start-up too. Tracked by the harness's leak check.
- */
-export function launchDispatcher(
-  sb: Sandbox,
-  args: readonly string[],
-  opts: { bin?: string; env?: Record<string, string | undefined> } = {},
-): DispatcherProcessType {
-  const bin = opts.bin ?? STANDIN;
-  const full = ['run', '--db', sb.db, '--orchesjob-bin', bin, ...args];
-  const child = spawn(process.execPath, [CLI, ...full], {
-    cwd: ROOT,
-    env: envFor(sb, { ORCHESJOB_BIN: bin, ...opts.env }),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  return new DispatcherProcess(child, full);
-}
-
 /** The first line after index `from` matching `predicate`, or null on timeout or exit (never throws). */
 export async function nextLine(
-  d: DispatcherProcessType,
+  d: DispatcherProcess,
   predicate: (line: Line) => boolean,
   timeoutMs: number,
   from = 0,
@@ -137,18 +105,18 @@ export async function nextLine(
 }
 
 /** The dispatcher id it printed in `reserver_started`, or null when it died before. */
-export function dispatcherId(d: DispatcherProcessType): string | null {
+export function dispatcherId(d: DispatcherProcess): string | null {
   const started = d.lines.find((l) => l.event === 'reserver_started');
   return typeof started?.dispatcher_id === 'string' ? started.dispatcher_id : null;
 }
 
 /** `dispatcher_error` lines that mean a live claim was settled by someone else (never acceptable). */
-export function severeErrors(d: DispatcherProcessType): string[] {
+export function severeErrors(d: DispatcherProcess): string[] {
   return d.stderr.split('\n').filter((l) => /outcome not recorded|left DISPATCHING while its start ran/.test(l));
 }
 
 /** `dispatcher_error` lines on its stderr (for the report). */
-export function dispatcherErrors(d: DispatcherProcessType): string[] {
+export function dispatcherErrors(d: DispatcherProcess): string[] {
   return d.stderr.split('\n').filter((l) => l.includes('dispatcher_error'));
 }
 
@@ -156,20 +124,10 @@ export function dispatcherErrors(d: DispatcherProcessType): string[] {
 // The stand-in's processes
 // ---------------------------------------------------------------------------
 
-/** A live orchesjob stand-in process (not a zombie, pid not reused). */
-export function standinRunning(pid: number): boolean {
-  if (!pidAlive(pid)) return false;
-  try {
-    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('orchesjob-standin');
-  } catch {
-    return false;
-  }
-}
-
 /** `start` invocations whose process is still running (e.g. orphaned by a killed dispatcher). */
 export function runningStartPids(sb: Sandbox): { pid: number; runKey: string }[] {
   return invocations(sb)
-    .filter((i) => i.argv[0] === 'start' && standinRunning(i.pid))
+    .filter((i) => i.argv[0] === 'start' && standinAlive(i.pid))
     .map((i) => ({ pid: i.pid, runKey: i.argv[2] ?? '' }));
 }
 
@@ -177,7 +135,7 @@ export function runningStartPids(sb: Sandbox): { pid: number; runKey: string }[]
 export async function waitStandinsGone(sb: Sandbox, timeoutMs: number, extraPids: readonly number[] = []): Promise<number[]> {
   const until = Date.now() + timeoutMs;
   for (;;) {
-    const alive = [...invocations(sb).map((i) => i.pid), ...extraPids].filter(standinRunning);
+    const alive = [...invocations(sb).map((i) => i.pid), ...extraPids].filter(standinAlive);
     if (alive.length === 0 || Date.now() > until) return alive;
     await sleep(50);
   }
@@ -254,7 +212,7 @@ export interface ReservationRow {
 export function reservationRows(sb: Sandbox): ReservationRow[] {
   if (!fs.existsSync(sb.db)) return [];
   return withDb(
-    sb,
+    sb.db,
     (db) =>
       db
         .prepare(
@@ -332,7 +290,7 @@ export interface AuditReport {
 export function auditExactlyOnce(sb: Sandbox, keys: readonly string[], opts: AuditOptions = {}): AuditReport {
   const failed = opts.failed ?? new Set<string>();
   const rows = reservationRows(sb);
-  const events = ledgerEvents(sb);
+  const events = ledgerEvents(sb.db);
   const runs = executions(sb);
   const starts = invocations(sb).filter((i) => i.argv[0] === 'start');
   const signalledAt = new Map<string, number>();
@@ -432,5 +390,5 @@ export function auditExactlyOnce(sb: Sandbox, keys: readonly string[], opts: Aud
 
 /** A run key's ledger (for a report printed next to a failure). */
 export function ledgerOf(sb: Sandbox, runKey: string): string {
-  return formatLedger(ledgerEvents(sb).filter((e) => e.run_key === runKey));
+  return formatLedger(ledgerEvents(sb.db).filter((e) => e.run_key === runKey));
 }

@@ -18,7 +18,7 @@ import { accessSync, constants, mkdirSync, readFileSync, writeFileSync } from 'n
 import { connect, createServer } from 'node:net';
 import { delimiter, join } from 'node:path';
 import { afterEach, expect } from 'vitest';
-import { ROOT } from './cli.js';
+import { ROOT } from './harness.js';
 
 export const DEPLOY = join(ROOT, 'deploy');
 
@@ -189,7 +189,7 @@ afterEach(async () => {
   }
   tracked.clear();
   // Gone before the temp folders are removed, so that nothing writes into them meanwhile; and a soft
-  // failure, so that the other afterEach hooks (test/support/cli.ts removes the folders) still run.
+  // failure, so that the other afterEach hooks (test/support/harness.ts removes the sandboxes) still run.
   await Promise.all(exits);
   expect.soft(leaked, 'leaked processes').toEqual([]);
 });
