@@ -9,10 +9,8 @@ import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { Sandbox } from '../support/dispatcher.js';
-import { CLI, cli, envFor, sandbox, startDispatcher, startInvocations, status, useDispatcherHarness } from '../support/dispatcher.js';
-
-useDispatcherHarness();
+import type { Sandbox } from '../support/harness.js';
+import { CLI, envFor, runCli, sandbox, startDispatcher, startInvocations, status } from '../support/harness.js';
 
 function policy(sb: Sandbox, commands: string, extra = ''): string {
   const file = join(sb.dir, 'policy.toml');
@@ -38,7 +36,7 @@ describe('run --policy', () => {
     const file = policy(sb, '["/bin/true", "/bin/echo"]');
     gated(sb, file, 'orchesjob-reserver reserve --run-key p/revoked --max-attempts 3 -- /bin/echo hi');
     gated(sb, file, 'orchesjob-reserver reserve --run-key p/kept -- /bin/true');
-    expect((await cli(sb, ['reserve', '--run-key', 'local', '--', '/bin/echo', 'hi'])).code).toBe(0);
+    expect((await runCli(['reserve', '--run-key', 'local', '--', '/bin/echo', 'hi'], { home: sb })).code).toBe(0);
     policy(sb, '["/bin/true"]'); // /bin/echo revoked after the reservation was made
     const d = await startDispatcher(sb, ['--policy', file]);
     await d.waitForCount(settled, 3, 10_000);
@@ -52,7 +50,7 @@ describe('run --policy', () => {
     expect((await status(sb, 'p/kept')).reservation_status).toBe('DISPATCHED');
     expect((await status(sb, 'local')).reservation_status).toBe('DISPATCHED');
     expect(startInvocations(sb, 'p/revoked')).toEqual([]);
-    const history = await cli(sb, ['history', '--run-key', 'p/revoked']);
+    const history = await runCli(['history', '--run-key', 'p/revoked'], { home: sb });
     expect(JSON.parse(history.stdout).events.map((e: { type: string }) => e.type)).toEqual(['Reserved', 'DispatchRefused']);
   });
 
@@ -65,7 +63,7 @@ describe('run --policy', () => {
     // One slot: the held ones, first in the queue, must not keep p/b waiting.
     const d = await startDispatcher(sb, ['--policy', file, '--poll-interval', '0.2', '--error-sleep', '0.2', '--max-concurrent-starts', '1']);
     writeFileSync(file, 'not toml [');
-    expect((await cli(sb, ['reserve', '--run-key', 'p/b', '--not-before', String(due), '--', '/bin/true'])).code).toBe(0);
+    expect((await runCli(['reserve', '--run-key', 'p/b', '--not-before', String(due), '--', '/bin/true'], { home: sb })).code).toBe(0);
     await d.waitForLine((l) => l.event === 'dispatch_succeeded' && l.run_key === 'p/b', 10_000);
     await d.waitForLine((l) => l.event === 'reservation_expired' && l.run_key === 'p/e', 10_000);
     expect((await status(sb, 'p/a')).reservation_status).toBe('RESERVED');
@@ -80,7 +78,7 @@ describe('run --policy', () => {
     await d.stop();
     expect(d.events('dispatch_refused')).toEqual([]);
     writeFileSync(file, 'not toml [');
-    const bad = await cli(sb, ['run', '--policy', file, '--poll-interval', '0.1']);
+    const bad = await runCli(['run', '--policy', file, '--poll-interval', '0.1'], { home: sb });
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain('is not valid TOML');
   });
@@ -102,7 +100,7 @@ describe('run --policy', () => {
   });
 
   it('run --help names --policy in its Usage line and its options', async () => {
-    const help = await cli(sandbox(), ['run', '--help']);
+    const help = await runCli(['run', '--help'], { home: sandbox() });
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/^Usage: orchesjob-reserver run .*\[--policy PATH\]/m);
     expect(help.stdout).toMatch(/--policy=<PATH> +The gate's policy/);

@@ -11,7 +11,8 @@ import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CLI, dbPathOf, runCli, runStandin, STANDIN, tempHome } from '../support/cli.js';
+import type { Sandbox } from '../support/harness.js';
+import { CLI, runCli, runStandin, sandbox, STANDIN } from '../support/harness.js';
 import type { Rsyslogd } from '../support/rsyslog.js';
 import { renderShipped, RSYSLOGD, startRsyslogd, waitUntil } from '../support/rsyslog.js';
 import type { Sshd, SshResult } from '../support/sshd.js';
@@ -22,6 +23,7 @@ if (!AVAILABLE && process.env['CI'] === 'true') throw new Error('CI=true: sshd, 
 const PROVIDER = join(import.meta.dirname, '../support/provider-command.py');
 
 interface World {
+  readonly sb: Sandbox;
   readonly home: string;
   readonly db: string;
   readonly sshd: Sshd;
@@ -30,10 +32,11 @@ interface World {
 }
 
 /** The policy of the tests: deploy/policy.toml with its database and commands replaced. */
-function writePolicy(home: string): string {
+function writePolicy(sb: Sandbox): string {
+  const home = sb.dir;
   const file = join(home, 'policy.toml');
   const text = renderShipped('policy.toml', [
-    ['/var/lib/orchesjob/reserver.sqlite3', dbPathOf(home)],
+    ['/var/lib/orchesjob/reserver.sqlite3', sb.db],
     ['["/jobs/import.sh", "/opt/jobs/"]', `["/jobs/import.sh", "${home}/jobs/"]`],
   ]);
   writeFileSync(file, `${text}\n[keys.other]\nverbs = ["reserve", "status"]\nrun_key_prefix = "other/"\ncommands = ["/jobs/import.sh"]\n`, { mode: 0o644 });
@@ -41,8 +44,9 @@ function writePolicy(home: string): string {
 }
 
 async function withWorld(fn: (w: World) => Promise<void>): Promise<void> {
-  const home = tempHome();
-  const policy = writePolicy(home);
+  const sb = sandbox();
+  const home = sb.dir;
+  const policy = writePolicy(sb);
   mkdirSync(join(home, 'jobs'));
   const socket = join(home, 'log.sock');
   const auditLog = join(home, 'auth.log');
@@ -58,9 +62,9 @@ async function withWorld(fn: (w: World) => Promise<void>): Promise<void> {
     await waitUntil(() => existsSync(socket), 10_000, () => `rsyslogd socket ${socket}:\n${rsyslogd.output()}`);
     sshd = await startSshd(home, line, {
       ORCHESJOB_BIN: STANDIN,
-      ORCHESJOB_STANDIN_DIR: join(home, 'orchesjob'),
+      ORCHESJOB_STANDIN_DIR: sb.oj,
     });
-    await fn({ home, db: dbPathOf(home), sshd, rsyslogd, auditLog });
+    await fn({ sb, home, db: sb.db, sshd, rsyslogd, auditLog });
   } finally {
     await sshd?.process.stop();
     await rsyslogd.stop();
@@ -74,8 +78,8 @@ function providerLines(requests: readonly object[]): string[] {
   return r.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as string);
 }
 
-async function ledger(home: string): Promise<string> {
-  const r = await runCli(['events'], { home });
+async function ledger(sb: Sandbox): Promise<string> {
+  const r = await runCli(['events'], { home: sb });
   expect(r.code, r.stderr).toBe(0);
   return r.stdout;
 }
@@ -94,7 +98,9 @@ async function auditLines(w: World, count: number): Promise<string[]> {
   return read();
 }
 
-describe.skipIf(!AVAILABLE)('gate through a real sshd', () => {
+// One ssh connection (key exchange, then node starting the gate) is half a second alone and more when
+// the other e2e files share the CPU (vitest runs four side by side): the escapes test makes 30 of them.
+describe.skipIf(!AVAILABLE)('gate through a real sshd', { timeout: 120_000 }, () => {
   it("reserves every command line the Airflow provider builds; the sensor's orchesjob status runs on the host's orchesjob", async () => {
     await withWorld(async (w) => {
       writeFileSync(join(w.home, 'jobs', 'x.sh'), '#!/bin/sh\n');
@@ -111,7 +117,7 @@ describe.skipIf(!AVAILABLE)('gate through a real sshd', () => {
         const request = requests[i] as { run_key: string; command: string[] };
         expect(JSON.parse(r.stdout).reservation).toMatchObject({ run_key: request.run_key, command: request.command, reservation_status: 'RESERVED' });
       }
-      const history = await runCli(['history', '--run-key', 'prod/all'], { home: w.home });
+      const history = await runCli(['history', '--run-key', 'prod/all'], { home: w.sb });
       expect(history.json.events[0]).toMatchObject({ type: 'Reserved', actor: 'gate:airflow-prod' });
       expect(history.json.events[0].data.metadata.text).toBe("quotes ' \" $HOME `x` é");
       // Read back through the gate: status, list (only this key's), history.
@@ -123,7 +129,7 @@ describe.skipIf(!AVAILABLE)('gate through a real sshd', () => {
       const polled = await ssh(w.sshd, sensor as string);
       expect({ code: polled.code, stdout: polled.stdout }).toEqual({ code: 3, stdout: '' });
       expect(polled.stderr).toContain('orchesjob:');
-      expect(readFileSync(join(w.home, 'orchesjob', 'invocations.jsonl'), 'utf8')).toContain('"status","--run-key","prod/plain"');
+      expect(readFileSync(join(w.sb.oj, 'invocations.jsonl'), 'utf8')).toContain('"status","--run-key","prod/plain"');
     });
   });
 
@@ -131,11 +137,11 @@ describe.skipIf(!AVAILABLE)('gate through a real sshd', () => {
     await withWorld(async (w) => {
       const own = await ssh(w.sshd, 'orchesjob-reserver reserve --run-key prod/own -- /jobs/import.sh');
       expect(own.code, own.stderr).toBe(0);
-      const otherLocal = await runCli(['reserve', '--run-key', 'other/theirs', '--', '/jobs/import.sh'], { home: w.home });
+      const otherLocal = await runCli(['reserve', '--run-key', 'other/theirs', '--', '/jobs/import.sh'], { home: w.sb });
       expect(otherLocal.code).toBe(0);
-      const job = await runStandin(['start', '--run-key', 'not-a-reservation', '--', '/bin/true'], { home: w.home });
+      const job = await runStandin(['start', '--run-key', 'not-a-reservation', '--', '/bin/true'], { home: w.sb });
       const jobId = JSON.parse(job.stdout).job_id as string;
-      const before = await ledger(w.home);
+      const before = await ledger(w.sb);
       const r = (run_key: string, extra: object = {}) => providerLines([{ run_key, command: ['/jobs/import.sh'], ...extra }])[0] as string;
       const escapes: Array<[string, RegExp]> = [
         [`${r('prod/a')}; touch ${w.home}/pwned`, /";" outside quotes/],
@@ -173,7 +179,7 @@ describe.skipIf(!AVAILABLE)('gate through a real sshd', () => {
       }
       expect(JSON.parse((await ssh(w.sshd, 'orchesjob-reserver list')).stdout).reservations.map((x: { run_key: string }) => x.run_key)).toEqual(['prod/own']);
       expect(existsSync(join(w.home, 'pwned'))).toBe(false);
-      expect(await ledger(w.home)).toBe(before);
+      expect(await ledger(w.sb)).toBe(before);
       const lines = await auditLines(w, escapes.length);
       expect(lines).toHaveLength(escapes.length);
       const first = JSON.parse((lines[0] as string).replace(/^.*orchesjob-reserver-gate\[\d+\]: /, ''));
@@ -213,7 +219,7 @@ describe.skipIf(!AVAILABLE)('gate through a real sshd', () => {
 
   it('refuses an interactive login, scp and sftp; restrict refuses port forwards', async () => {
     await withWorld(async (w) => {
-      const before = await ledger(w.home);
+      const before = await ledger(w.sb);
       const login = await client('ssh', w.sshd, ['-T', 'root@127.0.0.1']);
       expect(refused(login)).toContain('an interactive login');
       writeFileSync(join(w.home, 'payload'), 'x');
@@ -227,7 +233,7 @@ describe.skipIf(!AVAILABLE)('gate through a real sshd', () => {
       expect(stdio.stderr).toMatch(/administratively prohibited|open failed|stdio forwarding failed/);
       const remote = await client('ssh', w.sshd, ['-N', '-o', 'ExitOnForwardFailure=yes', '-R', '0:127.0.0.1:9', 'root@127.0.0.1']);
       expect(remote.code).toBe(255);
-      expect(await ledger(w.home)).toBe(before);
+      expect(await ledger(w.sb)).toBe(before);
       const lines = await auditLines(w, 3);
       expect(lines.join('\n')).toContain('an interactive login');
     });
@@ -236,8 +242,9 @@ describe.skipIf(!AVAILABLE)('gate through a real sshd', () => {
 
 describe('gate without unix-dgram (an optional dependency that could not be built)', () => {
   it('still refuses with exit 3, and says on stderr that the audit line could not be written', () => {
-    const home = tempHome();
-    const policy = writePolicy(home);
+    const sb = sandbox();
+    const home = sb.dir;
+    const policy = writePolicy(sb);
     const blocker = join(home, 'no-unix-dgram.cjs');
     writeFileSync(blocker, "const M = require('module'); const r = M._resolveFilename; M._resolveFilename = function (request, ...rest) { if (request === 'unix-dgram') throw Object.assign(new Error(\"Cannot find module 'unix-dgram'\"), { code: 'MODULE_NOT_FOUND' }); return r.call(this, request, ...rest); };\n");
     const r = spawnSync(process.execPath, ['--require', blocker, CLI, 'gate', '--policy', policy, '--key', 'airflow-prod', '--syslog-socket', join(home, 'log.sock')], {
