@@ -13,6 +13,7 @@ export const EXIT_CODES = {
   OK: { status: 0, meaning: 'ok' },
   GENERAL: { status: 1, meaning: 'general error' },
   INVALID_ARGUMENT: { status: 2, meaning: 'invalid arguments' },
+  NOT_PERMITTED: { status: 3, meaning: 'not permitted (gate)' },
   NOT_FOUND: { status: 4, meaning: 'not found' },
   NOT_DISPATCHED: { status: 5, meaning: 'not dispatched' },
   CANNOT_CANCEL: { status: 6, meaning: 'cannot cancel' },

@@ -1,7 +1,9 @@
 import type { Ledger } from '../db/open.js';
-import { invalidArgument, ReserverError } from '../errors.js';
+import { invalidArgument } from '../errors.js';
 import type { Reservation } from '../events/index.js';
 import { findById, findByRunKey } from '../projections/reservations.js';
+import type { Scope } from './scope.js';
+import { inScope, notFound } from './scope.js';
 import type { FlagsDef, FlagValues } from './argv.js';
 
 /** `--run-key` / `--reservation-id`, exactly one of them. */
@@ -24,10 +26,11 @@ export function identity(flags: Partial<FlagValues<typeof identityArgs>>): Ident
   return { reservationId: reservationId as string };
 }
 
-/** Look a reservation up, or fail with exit 4. */
-export async function resolveReservation(ledger: Ledger, id: Identity): Promise<Reservation> {
+/** Look a reservation up, or fail with exit 4 (also when it is outside `scope`: it does not exist there). */
+export async function resolveReservation(ledger: Ledger, id: Identity, scope?: Scope): Promise<Reservation> {
+  if (scope !== undefined && 'runKey' in id && !inScope(scope, id.runKey)) throw notFound();
   const found = 'runKey' in id ? await findByRunKey(ledger.db, id.runKey) : await findById(ledger.db, id.reservationId);
-  if (found === null) throw new ReserverError('NOT_FOUND', 'Reservation not found.');
+  if (found === null || (scope !== undefined && !inScope(scope, found.runKey))) throw notFound();
   return found;
 }
 

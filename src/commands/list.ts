@@ -1,14 +1,24 @@
 import { defineCommand } from 'citty';
 import { commonArgs, formatArg, outputFormat } from '../cli/args.js';
+import type { FlagsDef, ParsedArgv } from '../cli/argv.js';
 import { runParsed } from '../cli/help.js';
 import { integerFlag, POSITIVE_INTEGER } from '../cli/integer.js';
 import { withLedger } from '../cli/paths.js';
+import type { Scope } from '../cli/scope.js';
+import { localScope } from '../cli/scope.js';
 import { invalidArgument } from '../errors.js';
 import type { ReservationStatus } from '../events/index.js';
 import { RESERVATION_STATUSES } from '../events/index.js';
 import { printJson, reservationJson, writeStdout } from '../output.js';
 import { listReservations } from '../projections/reservations.js';
 import { reservationsTable } from '../table.js';
+
+export const args = {
+  status: { type: 'string', valueHint: 'STATUS', description: `Restrict to one status: ${RESERVATION_STATUSES.join(', ')}` },
+  limit: { type: 'string', valueHint: 'N', description: 'Maximum number of records to return. Default: 50' },
+  ...formatArg,
+  ...commonArgs,
+} as const satisfies FlagsDef;
 
 export const command = defineCommand({
   meta: {
@@ -19,21 +29,20 @@ export const command = defineCommand({
       'Exit codes: 0 ok, 1 general error, 2 invalid arguments.\n' +
       'Example: orchesjob-reserver list --status DISPATCH_FAILED --limit 10',
   },
-  args: {
-    status: { type: 'string', valueHint: 'STATUS', description: `Restrict to one status: ${RESERVATION_STATUSES.join(', ')}` },
-    limit: { type: 'string', valueHint: 'N', description: 'Maximum number of records to return. Default: 50' },
-    ...formatArg,
-    ...commonArgs,
-  },
-  run: runParsed(async ({ flags }) => {
-    const status = parseStatus(flags.status);
-    const limit = integerFlag(flags, 'limit', POSITIVE_INTEGER) ?? 50;
-    const format = outputFormat(flags);
-    const reservations = await withLedger(flags, (ledger) => listReservations(ledger.db, { status, limit }));
-    if (format === 'table') writeStdout(reservationsTable(reservations, Math.floor(Date.now() / 1000)));
-    else printJson({ reservations: reservations.map(reservationJson) });
-  }),
+  args,
+  run: runParsed((parsed) => list(parsed, localScope('list'))),
 });
+
+/** `list`: the reservations visible in `scope`. */
+export async function list({ flags }: ParsedArgv<typeof args>, scope: Scope): Promise<void> {
+  const status = parseStatus(flags.status);
+  const limit = integerFlag(flags, 'limit', POSITIVE_INTEGER) ?? 50;
+  const format = outputFormat(flags);
+  const filter = { status, limit, runKeyPrefix: scope.runKeyPrefix };
+  const reservations = await withLedger(flags, (ledger) => listReservations(ledger.db, filter));
+  if (format === 'table') writeStdout(reservationsTable(reservations, Math.floor(Date.now() / 1000)));
+  else printJson({ reservations: reservations.map(reservationJson) });
+}
 
 function parseStatus(value: string | undefined): ReservationStatus | null {
   if (value === undefined) return null;

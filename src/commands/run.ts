@@ -6,16 +6,17 @@ import { integerFlag, POSITIVE_INTEGER } from '../cli/integer.js';
 import { dbPath, orchesjobBin } from '../cli/paths.js';
 import { onStopSignals } from '../cli/signals.js';
 import { openLedger, refuseWorldWritable } from '../db/open.js';
-import { EXIT_CODES, invalidArgument } from '../errors.js';
+import { EXIT_CODES, invalidArgument, ReserverError } from '../errors.js';
+import { loadPolicy, PolicyError } from '../gate/policy.js';
 import { Dispatcher } from '../dispatcher/dispatcher.js';
 
 export const command = defineCommand({
   meta: {
     name: 'run',
     description:
-      'Run the foreground dispatcher: expire due reservations, start ready ones with `orchesjob start --run-key K <global options> <reservation options> -- CMD`, and print one JSON line per ledger event on stdout (dispatcher_error lines on stderr), each once its event is on disk; a start is forked once its claim is. SIGTERM/SIGINT: finish the starts in flight, print reserver_stopped, exit 0; a second signal exits at once.\n\n' +
-      'Usage: orchesjob-reserver run [--poll-interval SECONDS] [--error-sleep SECONDS] [--start-timeout SECONDS] [--max-concurrent-starts N] [--orchesjob-start-option OPTION]... [--db PATH] [--orchesjob-bin PATH]\n' +
-      'Exit codes: 0 stopped by a signal, 1 general error (database unusable or world-writable at start, or replaced by another file while running), 2 invalid arguments. A database moved away or deleted while running pauses dispatching (dispatcher_error) until it is back.\n' +
+      'Run the foreground dispatcher: expire due reservations, start ready ones with `orchesjob start --run-key K <global options> <reservation options> -- CMD`, and print one JSON line per ledger event on stdout (dispatcher_error lines on stderr), each once its event is on disk; a start is forked once its claim is. SIGTERM/SIGINT: finish the starts in flight, print reserver_stopped, exit 0; a second signal exits at once. With --policy, a reservation made through the gate is started only if the policy of its key still allows it when due.\n\n' +
+      'Usage: orchesjob-reserver run [--poll-interval SECONDS] [--error-sleep SECONDS] [--start-timeout SECONDS] [--max-concurrent-starts N] [--orchesjob-start-option OPTION]... [--policy PATH] [--db PATH] [--orchesjob-bin PATH]\n' +
+      'Exit codes: 0 stopped by a signal, 1 general error (database unusable or world-writable at start, --policy unreadable or invalid at start, or replaced by another file while running), 2 invalid arguments. A database moved away or deleted while running pauses dispatching (dispatcher_error) until it is back.\n' +
       'Example: orchesjob-reserver run --db /var/lib/orchesjob/reserver.sqlite3',
   },
   args: {
@@ -35,6 +36,12 @@ export const command = defineCommand({
       valueHint: 'N',
       description: 'Starts of different reservations that may run at once. Default: 4',
     },
+    policy: {
+      type: 'string',
+      valueHint: 'PATH',
+      description:
+        "The gate's policy (gate --policy): each reservation made through the gate is checked against its key's policy when due; one no longer allowed is refused (DispatchRefused: DISPATCH_FAILED, last_error \"refused by policy: ...\", never started); while the file cannot be read or is invalid, they stay RESERVED (a dispatcher_error says why) until it can. Default: none (no check)",
+    },
     ...commonArgs,
   },
   run: runParsed(async ({ flags }) => {
@@ -45,6 +52,9 @@ export const command = defineCommand({
     const bin = orchesjobBin(flags);
     const path = dbPath(flags);
     refuseWorldWritable(path);
+    const policyPath = flags.policy;
+    if (policyPath === '') throw invalidArgument('Invalid --policy: empty path.');
+    if (policyPath !== undefined) checkPolicy(policyPath);
     const ledger = await openLedger(path);
     const dispatcher = new Dispatcher({
       ledger,
@@ -55,6 +65,7 @@ export const command = defineCommand({
       errorSleepMs,
       startTimeoutMs,
       maxConcurrentStarts,
+      policyPath,
     });
     // A second signal leaves claims behind; the next dispatcher's recovery settles them.
     const removeSignalHandlers = onStopSignals(() => dispatcher.stop(), 'orchesjob-reserver run');
@@ -76,4 +87,14 @@ function seconds<F, K extends StringFlagName<F>>(flags: F, name: K, fallback: nu
     throw invalidArgument(`Invalid --${name}: ${JSON.stringify(value)} (a positive number of seconds).`);
   }
   return n * 1000;
+}
+
+/** A policy that cannot be read or is invalid at start is an error then (exit 1), not a refusal of every due reservation. */
+function checkPolicy(path: string): void {
+  try {
+    loadPolicy(path);
+  } catch (error) {
+    if (error instanceof PolicyError) throw new ReserverError('GENERAL', error.message);
+    throw error;
+  }
 }

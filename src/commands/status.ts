@@ -1,12 +1,22 @@
 import { defineCommand } from 'citty';
 import { commonArgs, formatArg, outputFormat } from '../cli/args.js';
+import type { FlagsDef, ParsedArgv } from '../cli/argv.js';
 import { runParsed } from '../cli/help.js';
 import { identity, identityArgs, resolveReservation } from '../cli/identity.js';
 import { orchesjobBin, withLedger } from '../cli/paths.js';
+import type { Scope } from '../cli/scope.js';
+import { localScope } from '../cli/scope.js';
 import { ReserverError } from '../errors.js';
 import { OrchesjobClient } from '../orchesjob/client.js';
 import { printJson, reservationJson, writeStdout } from '../output.js';
 import { reservationDetail } from '../table.js';
+
+export const args = {
+  ...identityArgs,
+  'include-job': { type: 'boolean', description: 'Also call `orchesjob status --job-id <job_id>` if dispatched' },
+  ...formatArg,
+  ...commonArgs,
+} as const satisfies FlagsDef;
 
 export const command = defineCommand({
   meta: {
@@ -17,27 +27,25 @@ export const command = defineCommand({
       'Exit codes: 0 ok, 1 general error (orchesjob failed), 2 invalid arguments, 4 not found.\n' +
       'Example: orchesjob-reserver status --run-key nightly-2026-05-04 --include-job',
   },
-  args: {
-    ...identityArgs,
-    'include-job': { type: 'boolean', description: 'Also call `orchesjob status --job-id <job_id>` if dispatched' },
-    ...formatArg,
-    ...commonArgs,
-  },
-  run: runParsed(async ({ flags }) => {
-    const id = identity(flags);
-    const format = outputFormat(flags);
-    const reservation = await withLedger(flags, (ledger) => resolveReservation(ledger, id));
-    const output: Record<string, unknown> = { reservation: reservationJson(reservation) };
-    if (flags['include-job'] && reservation.jobId !== null) {
-      output['job'] = await jobStatus(orchesjobBin(flags), reservation.jobId);
-    }
-    if (format === 'table') {
-      writeStdout(reservationDetail(reservation, Math.floor(Date.now() / 1000), output['job']));
-    } else {
-      printJson(output);
-    }
-  }),
+  args,
+  run: runParsed((parsed) => status(parsed, localScope('status'))),
 });
+
+/** `status`, of a reservation visible in `scope`. */
+export async function status({ flags }: ParsedArgv<typeof args>, scope: Scope): Promise<void> {
+  const id = identity(flags);
+  const format = outputFormat(flags);
+  const reservation = await withLedger(flags, (ledger) => resolveReservation(ledger, id, scope));
+  const output: Record<string, unknown> = { reservation: reservationJson(reservation) };
+  if (flags['include-job'] && reservation.jobId !== null) {
+    output['job'] = await jobStatus(orchesjobBin(flags), reservation.jobId);
+  }
+  if (format === 'table') {
+    writeStdout(reservationDetail(reservation, Math.floor(Date.now() / 1000), output['job']));
+  } else {
+    printJson(output);
+  }
+}
 
 /** orchesjob's view of the job: its JSON as printed, or its raw output when it is not JSON. */
 async function jobStatus(bin: string, jobId: string): Promise<unknown> {

@@ -28,7 +28,7 @@ const PRINT_PAGE = 500; // events read per query when printing
  * commits or a start finishes.
  */
 export class Dispatcher {
-  private readonly opts: Required<DispatcherOptions>;
+  private readonly opts: Required<Omit<DispatcherOptions, 'policyPath'>>;
   private readonly id = ulid();
   private readonly pass: PassContext;
   private readonly starts: Starts;
@@ -51,7 +51,7 @@ export class Dispatcher {
     };
     const { clock, client, startOptions, startTimeoutMs, waker } = this.opts;
     const actor = `dispatcher:${this.id}`;
-    this.pass = { db: ledger.db, actor, clock, owner: selfOwner(this.id), client, startOptions, startTimeoutMs };
+    this.pass = { db: ledger.db, actor, clock, owner: selfOwner(this.id), client, startOptions, startTimeoutMs, policyPath: options.policyPath };
     this.starts = new Starts({ client, clock, startTimeoutMs, wake: () => waker.wake(), reportError: (e) => this.reportError(e) });
     this.starts.onEnded = () => this.stopping && waker.wake(); // the drain after stop() ends with the last one
   }
@@ -109,7 +109,7 @@ export class Dispatcher {
     if (claiming && recoveryDue(clock(), this.lastRecoveryMs, pollIntervalMs)) await this.recover();
     const batch = this.starts.queued();
     const slots = freeSlots(maxConcurrentStarts, this.starts.running, claiming);
-    const { claimed, unrecorded } = await writePass(this.pass, { claiming, slots, batch });
+    const { claimed, unrecorded, held } = await writePass(this.pass, { claiming, slots, batch });
     this.starts.settle(batch.length);
     for (const item of unrecorded) this.reportError(new Error(notRecorded(item)));
     try {
@@ -120,7 +120,7 @@ export class Dispatcher {
       for (const { reservation, argv } of claimed) this.starts.launch(reservation, argv);
       for (const item of batch) item.recorded();
     }
-    if (!file.ok) throw new Error(file.message);
+    if (!file.ok || held !== null) throw new Error(file.ok ? (held as string) : file.message); // one dispatcher_error, then errorSleepMs
     const canClaim = !this.stopping && this.starts.running < maxConcurrentStarts;
     return sleepMs({ nowMs: clock(), ...(await nextWakeTimes(this.opts.ledger.db)), pollIntervalMs, canClaim });
   }

@@ -26,6 +26,7 @@ export const LOG_EVENT_OF = {
   Cleaned: 'reservation_cleaned',
   ClaimReleased: 'recovered_dispatching',
   DispatchAttemptFailed: 'dispatch_attempt_failed',
+  DispatchRefused: 'dispatch_refused',
 } as const satisfies Record<ReservationEvent['type'], string>;
 
 /**
@@ -87,6 +88,8 @@ export function eventLine(event: StoredEvent, state: ReservationState): LogLine 
         max_attempts: event.data.max_attempts,
         retry_at: event.data.retry_at,
       };
+    case 'DispatchRefused':
+      return { ...base, error: event.data.error };
     case 'ClaimReleased':
       return { ...base, count: 1, reason: event.data.reason, previous_owner: event.data.previous_owner };
     default: {

@@ -5,6 +5,7 @@ import type { ClaimOwner, Reservation } from '../events/index.js';
 import { IllegalTransitionError } from '../events/index.js';
 import type { WriteTx } from '../ledger.js';
 import { write } from '../ledger.js';
+import { dispatchVerdict, PolicyReader } from '../gate/dispatch.js';
 import type { DispatchClient } from '../orchesjob/client.js';
 import { anyExpiring, findExpiring, findReady } from '../projections/reservations.js';
 import type { PendingRecord } from './starts.js';
@@ -19,6 +20,8 @@ export interface PassContext {
   /** Global `orchesjob start` options, before each reservation's own. */
   readonly startOptions: readonly string[];
   readonly startTimeoutMs: number;
+  /** `run --policy`: reservations made through the gate are checked against this policy file when due. */
+  readonly policyPath?: string | undefined;
 }
 
 /** A claim made by a pass, and the argv its start runs. */
@@ -31,6 +34,8 @@ export interface PassResult {
   readonly claimed: Claimed[];
   /** Outcomes whose reservation was no longer DISPATCHING (cleaned or settled meanwhile): not written. */
   readonly unrecorded: PendingRecord[];
+  /** `run --policy`: why gated reservations were left RESERVED (the policy cannot be read now), or null. */
+  readonly held: string | null;
 }
 
 /**
@@ -45,9 +50,9 @@ export async function writePass(
   work: { readonly claiming: boolean; readonly slots: number; readonly batch: readonly PendingRecord[] },
 ): Promise<PassResult> {
   const { claiming, slots, batch } = work;
-  if (batch.length === 0 && !(claiming && (await anythingDue(ctx, slots)))) return { claimed: [], unrecorded: [] };
+  if (batch.length === 0 && !(claiming && (await anythingDue(ctx, slots)))) return { claimed: [], unrecorded: [], held: null };
   return write(ctx.db, { actor: ctx.actor, now: ctx.clock }, async (w) => {
-    const claimed: Claimed[] = [];
+    let ready: { claimed: Claimed[]; held: string | null } = { claimed: [], held: null };
     if (claiming) {
       const nowSec = Math.floor(w.nowMs / 1000);
       for (const state of (await anyExpiring(w.tx, nowSec)) ? await findExpiring(w.tx, nowSec) : []) {
@@ -55,9 +60,9 @@ export async function writePass(
       }
       // Claims first: a freed slot's next claim stands in the ledger before the record of the start
       // that freed it, as when they were separate transactions.
-      if (slots > 0) claimed.push(...(await claimReady(ctx, w, slots)));
+      if (slots > 0) ready = await claimReady(ctx, w, slots);
     }
-    return { claimed, unrecorded: await recordOutcomes(w, batch) };
+    return { ...ready, unrecorded: await recordOutcomes(w, batch) };
   });
 }
 
@@ -67,20 +72,46 @@ async function anythingDue({ db, clock }: PassContext, slots: number): Promise<b
   return (await anyExpiring(db, nowSec)) || (slots > 0 && (await findReady(db, nowSec, 1)).length > 0);
 }
 
-/** Claim up to `limit` ready reservations in the pass's transaction. */
-async function claimReady(ctx: PassContext, w: WriteTx, limit: number): Promise<Claimed[]> {
+/**
+ * Claim up to `limit` ready reservations in the pass's transaction. Under `run --policy`, one its
+ * gate key may no longer make is refused instead (`DispatchRefused`: DISPATCH_FAILED, never claimed,
+ * never started); while the policy cannot be read, gated ones are held (left RESERVED, and passed over
+ * so that they do not keep the others waiting) and `held` says why.
+ */
+async function claimReady(ctx: PassContext, w: WriteTx, limit: number): Promise<{ claimed: Claimed[]; held: string | null }> {
   const claimed: Claimed[] = [];
-  for (const ready of await findReady(w.tx, Math.floor(w.nowMs / 1000), limit)) {
-    const argv = ctx.client.startArgv(ctx.startOptions, ready);
-    try {
-      const command = { type: 'Claim', owner: ctx.owner, argv, startTimeoutMs: ctx.startTimeoutMs } as const;
-      claimed.push({ reservation: (await w.execute({ state: ready }, command)).reservation, argv });
-    } catch (error) {
-      // Due by the second but not yet by the millisecond: a later wake takes it.
-      if (!(error instanceof IllegalTransitionError)) throw error;
+  const reader = ctx.policyPath === undefined ? null : new PolicyReader(ctx.policyPath);
+  const passedOver = new Set<string>();
+  let held: string | null = null;
+  for (let more = true; more && claimed.length < limit; ) {
+    const want = limit - claimed.length + passedOver.size;
+    const ready = await findReady(w.tx, Math.floor(w.nowMs / 1000), want);
+    more = ready.length === want; // each round settles or passes over one at least: the loop ends
+    for (const r of ready.filter((x) => !passedOver.has(x.reservationId)).slice(0, limit - claimed.length)) {
+      const verdict = reader === null ? ({ kind: 'start' } as const) : await dispatchVerdict(w.tx, reader, r);
+      if (verdict.kind === 'refuse') {
+        await w.execute({ state: r }, { type: 'Refuse', reason: verdict.reason });
+        continue;
+      }
+      if (verdict.kind === 'hold') held = verdict.why;
+      const claim = verdict.kind === 'start' ? await claimOne(ctx, w, r) : null;
+      if (claim === null) passedOver.add(r.reservationId);
+      else claimed.push(claim);
     }
   }
-  return claimed;
+  return { claimed, held };
+}
+
+/** Claim `ready`, or null when it is due by the second but not yet by the millisecond (a later wake takes it). */
+async function claimOne(ctx: PassContext, w: WriteTx, ready: Reservation): Promise<Claimed | null> {
+  const argv = ctx.client.startArgv(ctx.startOptions, ready);
+  try {
+    const command = { type: 'Claim', owner: ctx.owner, argv, startTimeoutMs: ctx.startTimeoutMs } as const;
+    return { reservation: (await w.execute({ state: ready }, command)).reservation, argv };
+  } catch (error) {
+    if (!(error instanceof IllegalTransitionError)) throw error;
+    return null;
+  }
 }
 
 /** Record each outcome; returns those whose reservation is no longer DISPATCHING. */

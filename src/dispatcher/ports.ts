@@ -18,6 +18,8 @@ export interface DispatcherOptions {
   readonly errorSleepMs: number;
   readonly startTimeoutMs: number;
   readonly maxConcurrentStarts: number;
+  /** `run --policy`: the gate's policy, re-checked for each reservation made through the gate when it is due. */
+  readonly policyPath?: string | undefined;
   /** JSON Lines (stdout) and `dispatcher_error` lines (stderr): lines joined by newlines, without the last. */
   readonly out?: (lines: string) => void;
   readonly err?: (line: string) => void;

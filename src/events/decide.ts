@@ -28,6 +28,8 @@ export type ReservationCommand =
     }
   | { readonly type: 'RecordDispatch'; readonly jobId: string; readonly recovered?: boolean }
   | { readonly type: 'RecordFailure'; readonly error: string; readonly exitCode: number | null }
+  /** `run --policy`: a due reservation its gate key may no longer make; `reason` is `refused by policy: ...`. */
+  | { readonly type: 'Refuse'; readonly reason: string }
   | { readonly type: 'Expire' }
   | { readonly type: 'Cancel' }
   | { readonly type: 'Clean' }
@@ -39,6 +41,7 @@ const EVENT_OF: { readonly [C in ReservationCommand['type']]: EventType } = {
   Claim: 'DispatchClaimed',
   RecordDispatch: 'Dispatched',
   RecordFailure: 'DispatchFailed',
+  Refuse: 'DispatchRefused',
   Expire: 'Expired',
   Cancel: 'Cancelled',
   Clean: 'Cleaned',
@@ -142,6 +145,8 @@ export function decide(state: ReservationState, command: ReservationCommand, now
       }
       return [{ type: 'DispatchFailed', data: { error, exit_code: command.exitCode } }];
     }
+    case 'Refuse':
+      return [{ type: 'DispatchRefused', data: { error: truncate(command.reason, MAX_ERROR_CHARS) } }];
     case 'Expire':
       if (!isExpiredAt(live, nowMs)) {
         throw new IllegalTransitionError('Expire', from, 'reservation has not reached expires_at');

@@ -49,6 +49,7 @@ export const ALLOWED_FROM: { readonly [T in EventType]: readonly (ReservationSta
   DispatchFailed: ['DISPATCHING'],
   ClaimReleased: ['DISPATCHING'],
   DispatchAttemptFailed: ['DISPATCHING'],
+  DispatchRefused: ['RESERVED'],
   Cleaned: TERMINAL_STATUSES,
 };
 
@@ -123,6 +124,9 @@ export function evolve(state: ReservationState, event: ReservationEvent): Reserv
         retryAt: event.data.retry_at,
         claim: null,
       };
+    case 'DispatchRefused':
+      // Never claimed, so no attempt was made: `attempts` stays.
+      return { ...next, status: 'DISPATCH_FAILED', lastError: event.data.error };
     case 'Expired':
       return { ...next, status: 'EXPIRED', lastError: EXPIRED_ERROR };
     case 'Cancelled':

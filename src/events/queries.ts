@@ -33,3 +33,14 @@ export async function readReservationHistory(db: Handle, reservationId: string):
     .execute();
   return rows.map(rowToEvent);
 }
+
+/** Who made a reservation: the actor of its `Reserved` event (version 1), or null when it has none. */
+export async function reservedBy(db: Handle, reservationId: string): Promise<string | null> {
+  const row = await db
+    .selectFrom('reservation_events')
+    .select('actor')
+    .where('reservation_id', '=', reservationId)
+    .where('version', '=', 1)
+    .executeTakeFirst();
+  return row?.actor ?? null;
+}

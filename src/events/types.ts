@@ -10,7 +10,8 @@
  * - claim: a dispatcher's exclusive right to start one reservation (`DispatchClaimed`). It names its
  *   owner (dispatcher id, host, pid) so that only claims of owners that are gone are ever released.
  * - dispatch: the `orchesjob start` call a claim leads to; it ends in `Dispatched` (a job id) or
- *   `DispatchFailed` (orchesjob's exit code and stderr).
+ *   `DispatchFailed` (orchesjob's exit code and stderr). A reservation its gate key may no longer make
+ *   is refused instead (`DispatchRefused`): never claimed, never started.
  * - position: an event's place in the whole ledger (`reservation_events.position`), the order in which
  *   the dispatcher prints its JSON Lines and in which `replay` folds.
  * - version: an event's place within its reservation, 1..n without gaps; `UNIQUE(reservation_id,
@@ -49,6 +50,7 @@ export const EVENT_TYPES = [
   'Cleaned',
   'ClaimReleased',
   'DispatchAttemptFailed',
+  'DispatchRefused',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
@@ -137,6 +139,15 @@ export interface DispatchAttemptFailedData {
   readonly retry_at: number;
 }
 
+/**
+ * `run --policy` refused a due reservation made through the gate (its key may no longer make it):
+ * RESERVED -> DISPATCH_FAILED without a claim and without a start; a retry would be refused too.
+ */
+export interface DispatchRefusedData {
+  /** Why: `refused by policy: ...`. */
+  readonly error: string;
+}
+
 export interface EventDataByType {
   Reserved: ReservedData;
   DispatchClaimed: DispatchClaimedData;
@@ -147,6 +158,7 @@ export interface EventDataByType {
   Cleaned: CleanedData;
   ClaimReleased: ClaimReleasedData;
   DispatchAttemptFailed: DispatchAttemptFailedData;
+  DispatchRefused: DispatchRefusedData;
 }
 
 /** What `decide` returns: the fact, before the ledger gives it an id, a version and a time. */

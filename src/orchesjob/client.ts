@@ -108,6 +108,11 @@ export class OrchesjobClient implements DispatchClient {
     return parseJobStatus(jobId, await this.call(statusByJobArgs(jobId)));
   }
 
+  /** `orchesjob status --job-id ID` or `--run-key K`, as the provider's sensor asks it: what it printed. */
+  status(lookup: { readonly jobId: string } | { readonly runKey: string }): Promise<OrchesjobOutcome> {
+    return this.call('jobId' in lookup ? statusByJobArgs(lookup.jobId) : statusByRunKeyArgs(lookup.runKey, false));
+  }
+
   /** `orchesjob result --job-id`, or `status --job-id` when orchesjob has no `result`: what it printed. */
   result(jobId: string): Promise<OrchesjobOutcome> {
     return this.callWithFallback(resultArgs(jobId));

@@ -154,13 +154,16 @@ const selectById = prepared((db, reservationId: string) =>
   db.selectFrom('reservations').selectAll().where('reservation_id', '=', reservationId),
 );
 
-/** `list`: newest `created_at` first (ties: newest id first), optionally one status. */
+/** `list`: newest `created_at` first (ties: newest id first), optionally one status, optionally one run-key prefix. */
 export async function listReservations(
   db: Reader,
-  filter: { status: ReservationStatus | null; limit: number },
+  filter: { status: ReservationStatus | null; limit: number; runKeyPrefix?: string },
 ): Promise<Reservation[]> {
   let query = db.selectFrom('reservations').selectAll();
   if (filter.status !== null) query = query.where('reservation_status', '=', filter.status);
+  const prefix = filter.runKeyPrefix ?? '';
+  // substr and length count characters alike, and `=` compares bytes: no LIKE wildcards to escape.
+  if (prefix !== '') query = query.where(sql<boolean>`substr(run_key, 1, length(${prefix})) = ${prefix}`);
   const rows = await query
     .orderBy('created_at', 'desc')
     .orderBy('reservation_id', 'desc')
@@ -299,4 +302,10 @@ export async function findClaimed(db: Reader): Promise<Reservation[]> {
     .orderBy('updated_at')
     .execute();
   return rows.map(rowToReservation);
+}
+
+/** The run keys of the reservations whose job is `jobId` (the gate's `orchesjob status --job-id`). */
+export async function runKeysOfJob(db: Reader, jobId: string): Promise<string[]> {
+  const rows = await db.selectFrom('reservations').select('run_key').where('job_id', '=', jobId).execute();
+  return rows.map((r) => r.run_key);
 }

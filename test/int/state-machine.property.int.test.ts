@@ -13,8 +13,8 @@ import { execute } from '../../src/ledger.js';
 import { anyExpiring, findExpiring, findReady, nextDueAt } from '../../src/projections/reservations.js';
 
 /**
- * Model-based test of the ledger: random sequences of reserve, claim, dispatch, fail, expire, cancel,
- * clean and release-claim, against a real SQLite file and a tiny model written independently of
+ * Model-based test of the ledger: random sequences of reserve, claim, dispatch, fail, refuse, expire,
+ * cancel, clean and release-claim, against a real SQLite file and a tiny model written independently of
  * `decide`. After every step: projection == fold of the events == model; versions 1..n without gaps;
  * at most one live reservation per run key; DISPATCHED has a job id; a refused command appended nothing;
  * and the dispatcher's reads (ready queue, expiring, next wake) say what the model says.
@@ -68,6 +68,8 @@ function modelAllows(r: ModelReservation | undefined, cmd: string, now: number):
       return r.status === 'RESERVED' && due && !expired;
     case 'Expire':
       return r.status === 'RESERVED' && expired;
+    case 'Refuse':
+      return r.status === 'RESERVED';
     case 'Cancel':
       return r.status === 'RESERVED' || r.status === 'DISPATCH_FAILED' || r.status === 'EXPIRED';
     case 'RecordDispatch':
@@ -88,6 +90,7 @@ const NEXT_ERROR: Record<string, string | null> = {
   Cancel: null,
   RecordDispatch: null,
   RecordFailure: 'boom',
+  Refuse: 'refused by policy: test',
   ReleaseClaim: 'recovered from DISPATCHING',
 };
 
@@ -97,6 +100,7 @@ const NEXT_STATUS: Record<string, ReservationStatus | 'GONE'> = {
   Cancel: 'CANCELLED',
   RecordDispatch: 'DISPATCHED',
   RecordFailure: 'DISPATCH_FAILED',
+  Refuse: 'DISPATCH_FAILED',
   ReleaseClaim: 'RESERVED',
   Clean: 'GONE',
 };
@@ -329,6 +333,8 @@ class TransitionCmd implements fc.AsyncCommand<Model, Real> {
         return { type: 'RecordDispatch', jobId: this.jobId };
       case 'RecordFailure':
         return { type: 'RecordFailure', error: 'boom', exitCode: 7 };
+      case 'Refuse':
+        return { type: 'Refuse', reason: 'refused by policy: test' };
       case 'Expire':
         return { type: 'Expire' };
       case 'Cancel':
@@ -363,6 +369,7 @@ const transitionType = fc.oneof(
   { arbitrary: fc.constant('Cancel' as const), weight: 2 },
   { arbitrary: fc.constant('Clean' as const), weight: 2 },
   { arbitrary: fc.constant('ReleaseClaim' as const), weight: 2 },
+  { arbitrary: fc.constant('Refuse' as const), weight: 1 },
 );
 const allCommands = [
   fc
@@ -396,7 +403,7 @@ describe('ledger state machine (model-based)', () => {
     console.info('applied transitions:', JSON.stringify(APPLIED));
     // A generator that stopped reaching deep states would make the property above vacuous. Counted in
     // the same test, so that it holds however the test is selected.
-    for (const type of ['Claim', 'RecordDispatch', 'RecordFailure', 'Expire', 'Cancel', 'Clean', 'ReleaseClaim', 'retry']) {
+    for (const type of ['Claim', 'RecordDispatch', 'RecordFailure', 'Expire', 'Cancel', 'Clean', 'ReleaseClaim', 'Refuse', 'retry']) {
       expect(APPLIED[type] ?? 0, type).toBeGreaterThanOrEqual(Math.ceil(NUM_RUNS / 100));
     }
   }, 600_000);

@@ -52,6 +52,8 @@ const expireCmd: ReservationCommand = { type: 'Expire' };
 const cancelCmd: ReservationCommand = { type: 'Cancel' };
 const cleanCmd: ReservationCommand = { type: 'Clean' };
 const releaseCmd: ReservationCommand = { type: 'ReleaseClaim', reason: 'owner gone' };
+const REFUSAL = 'refused by policy: command "/jobs/import.sh" is not allowed for this key (key k)';
+const refuseCmd: ReservationCommand = { type: 'Refuse', reason: REFUSAL };
 
 /** One step of a history: a command decided at a clock reading (epoch ms). */
 type Step = readonly [ReservationCommand, number];
@@ -141,6 +143,7 @@ const COMMANDS: Record<ReservationCommand['type'], Step> = {
   Claim: [claimCmd, AT.claim],
   RecordDispatch: [dispatchCmd, AT.dispatch],
   RecordFailure: [failCmd, AT.fail],
+  Refuse: [refuseCmd, AT.claim],
   Expire: [expireCmd, AT.expire + 1000],
   Cancel: [cancelCmd, AT.cancel],
   Clean: [cleanCmd, AT.clean],
@@ -158,6 +161,7 @@ const DESIGN_TABLE: Record<ReservationCommand['type'], { event: EventType; from:
   Cancel: { event: 'Cancelled', from: ['RESERVED', 'DISPATCH_FAILED', 'EXPIRED'] },
   RecordDispatch: { event: 'Dispatched', from: ['DISPATCHING'] },
   RecordFailure: { event: 'DispatchFailed', from: ['DISPATCHING'] },
+  Refuse: { event: 'DispatchRefused', from: ['RESERVED'] },
   ReleaseClaim: { event: 'ClaimReleased', from: ['DISPATCHING'] },
   Clean: { event: 'Cleaned', from: ['DISPATCHED', 'CANCELLED', 'EXPIRED', 'DISPATCH_FAILED'] },
 };
@@ -173,6 +177,7 @@ const DESIGN_TO: Record<EventType, ReservationStatus | 'CLEANED'> = {
   ClaimReleased: 'RESERVED',
   Cleaned: 'CLEANED',
   DispatchAttemptFailed: 'RESERVED',
+  DispatchRefused: 'DISPATCH_FAILED',
 };
 
 const statusAfter = (s: ReservationState): Status =>
@@ -481,6 +486,12 @@ describe('evolve: how each event changes the projection row', () => {
     });
   });
 
+  it('DispatchRefused: DISPATCH_FAILED, updated_at, last_error = the refusal; never claimed, attempts unchanged', () => {
+    const events = history([reserveCmd(), AT.reserve], [refuseCmd, AT.claim]);
+    expect(events[1]).toMatchObject({ type: 'DispatchRefused', data: { error: REFUSAL } });
+    expect(fold(events)).toEqual({ ...reserved, status: 'DISPATCH_FAILED', updatedAt: T0 + 61, lastError: REFUSAL, version: 2 });
+  });
+
   it("Expired: EXPIRED, updated_at, last_error 'expired before dispatch'", () => {
     expect(fold(STREAMS.EXPIRED())).toEqual({
       ...reserved,
@@ -550,6 +561,7 @@ describe('evolve: an event that cannot follow is a corrupt ledger', () => {
     Cleaned: {},
     ClaimReleased: { reason: 'r', previous_owner: null },
     DispatchAttemptFailed: { error: 'e', exit_code: 1, attempt: 1, max_attempts: 2, retry_at: T0 },
+    DispatchRefused: { error: 'refused by policy: e' },
   };
   const eventOf = (type: EventType, version: number): ReservationEvent =>
     stamp([{ type, data: EVENT_DATA[type] } as NewEvent], { reservationId: RID, runKey: RUN_KEY, version: version - 1 }, {
@@ -569,6 +581,7 @@ describe('evolve: an event that cannot follow is a corrupt ledger', () => {
     ClaimReleased: ['DISPATCHING'],
     Cleaned: ['DISPATCHED', 'CANCELLED', 'EXPIRED', 'DISPATCH_FAILED'],
     DispatchAttemptFailed: ['DISPATCHING'],
+    DispatchRefused: ['RESERVED'],
   };
 
   for (const status of ALL_STATUSES) {
@@ -706,5 +719,23 @@ describe('retries (reserve --max-attempts / --retry-delay)', () => {
     expect(state.status).toBe('RESERVED');
     expect(decide(state, { type: 'Expire' }, (T0 + 10) * 1000).map((e) => e.type)).toEqual(['Expired']);
     expect(() => decide(state, claim, (T0 + 60) * 1000)).toThrow(IllegalTransitionError);
+  });
+});
+
+describe('Refuse (run --policy)', () => {
+  it('given [Reserved], when Refuse, then [DispatchRefused]: no claim, no retry whatever attempts are left', () => {
+    const retrying: ReservationCommand = { ...(reserveCmd() as Extract<ReservationCommand, { type: 'Reserve' }>), maxAttempts: 3, retryDelay: 0 };
+    const events = history([retrying, AT.reserve], [claimCmd, AT.claim], [failCmd, AT.fail], [refuseCmd, AT.fail + 1000]);
+    expect(events.map((e) => e.type)).toEqual(['Reserved', 'DispatchClaimed', 'DispatchAttemptFailed', 'DispatchRefused']);
+    expect(fold(events)).toMatchObject({ status: 'DISPATCH_FAILED', attempts: 1, lastError: REFUSAL, claim: null });
+  });
+
+  it('given [Reserved, DispatchClaimed], when Refuse, then IllegalTransitionError: a claimed one is not refused', () => {
+    given(STREAMS.DISPATCHING()).when(refuseCmd, AT.claim).then(IllegalTransitionError);
+  });
+
+  it('keeps the reason bounded like a failure', () => {
+    const [event] = decide(fold(STREAMS.RESERVED()), { type: 'Refuse', reason: 'r'.repeat(MAX_ERROR_CHARS + 10) }, AT.claim);
+    expect(event?.type === 'DispatchRefused' && event.data.error.length).toBe(MAX_ERROR_CHARS);
   });
 });
