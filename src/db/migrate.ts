@@ -77,8 +77,8 @@ async function migrateInTransaction(ledger: Ledger, all: ReturnType<typeof migra
     await immediate(ledger.db, async (tx) => {
       if (userVersion(raw) === SCHEMA_VERSION) return;
       // The migrator runs on the transaction's connection (its own `connection()` on the outer handle
-      // would wait for this transaction to end).
-      const migrator = new Migrator({ db: tx, provider: { getMigrations: async () => all } });
+      // would wait for this transaction to end), and never begins one of its own inside this one.
+      const migrator = new Migrator({ db: tx, provider: { getMigrations: async () => all }, disableTransactions: true });
       const { error, results } = await migrator.migrateToLatest();
       if (error !== undefined) {
         const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';

@@ -111,18 +111,18 @@ export class Dispatcher {
     const slots = freeSlots(maxConcurrentStarts, this.starts.running, claiming);
     const { claimed, unrecorded, held } = await writePass(this.pass, { claiming, slots, batch });
     this.starts.settle(batch.length);
-    for (const item of unrecorded) this.reportError(new Error(notRecorded(item)));
     try {
       await this.print(); // orchesjob_start_call is printed before the spawn
     } finally {
-      // Committed claims are started whatever printing did (their lines print on a later pass), so that
-      // no claim is left without its start and no recorded start waits for ever.
+      // Whatever printing does (lines print on a later pass), claims start and recorded starts end.
       for (const { reservation, argv } of claimed) this.starts.launch(reservation, argv);
       for (const item of batch) item.recorded();
+      for (const why of [...unrecorded.map(notRecorded), ...(held === null ? [] : [held])]) this.reportError(new Error(why));
     }
-    if (!file.ok || held !== null) throw new Error(file.ok ? (held as string) : file.message); // one dispatcher_error, then errorSleepMs
-    const canClaim = !this.stopping && this.starts.running < maxConcurrentStarts;
-    return sleepMs({ nowMs: clock(), ...(await nextWakeTimes(this.opts.ledger.db)), pollIntervalMs, canClaim });
+    if (!file.ok) throw new Error(file.message); // one dispatcher_error, then errorSleepMs
+    // Held gated reservations are due but passed over: the loop sleeps until the next time after now.
+    const next = await nextWakeTimes(this.opts.ledger.db, held === null ? null : Math.floor(clock() / 1000));
+    return sleepMs({ nowMs: clock(), ...next, pollIntervalMs, canClaim: !this.stopping && this.starts.running < maxConcurrentStarts });
   }
 
   /** Settle the claims of dispatchers that are gone; what it writes is printed like every event. */

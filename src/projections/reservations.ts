@@ -253,16 +253,27 @@ export async function nextDueAt(db: Reader): Promise<number | null> {
   return times.length === 0 ? null : Math.min(...times);
 }
 
-/** `nextDueAt`'s two times apart: the earliest due (`not_before`, retry) and the earliest `expires_at`. */
-export async function nextWakeTimes(db: Reader): Promise<{ nextDueSec: number | null; nextExpirySec: number | null }> {
-  const [due] = await selectNextDue(db);
-  const [expiry] = await selectNextExpiry(db);
+/**
+ * `nextDueAt`'s two times apart: the earliest due (`not_before`, retry) and the earliest `expires_at`;
+ * with `afterSec`, the earliest strictly after it (what the loop sleeps until while it passes over
+ * reservations already due, the gated ones `run --policy` holds).
+ */
+export async function nextWakeTimes(
+  db: Reader,
+  afterSec: number | null = null,
+): Promise<{ nextDueSec: number | null; nextExpirySec: number | null }> {
+  const [due] = afterSec === null ? await selectNextDue(db) : await selectNextDueAfter(db, afterSec);
+  const [expiry] = afterSec === null ? await selectNextExpiry(db) : await selectNextExpiryAfter(db, afterSec);
   const at = (row: { at: number | null } | undefined) => (typeof row?.at === 'number' ? row.at : null);
   return { nextDueSec: at(due), nextExpirySec: at(expiry) };
 }
 
 const selectNextDue = prepared((db) => nextDueQueries(db).due);
 const selectNextExpiry = prepared((db) => nextDueQueries(db).expiry);
+const selectNextDueAfter = prepared((db, afterSec: number) =>
+  nextDueQueries(db).due.where(sql<number>`MAX(COALESCE(not_before, created_at), COALESCE(retry_at, 0))`, '>', afterSec),
+);
+const selectNextExpiryAfter = prepared((db, afterSec: number) => nextDueQueries(db).expiry.where('expires_at', '>', afterSec));
 
 /**
  * Whether a RESERVED reservation's `expires_at` has come. One index entry (the first non-null

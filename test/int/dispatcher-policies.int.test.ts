@@ -4,6 +4,8 @@
  * what needs real processes (SIGKILL, process groups, the stand-in's fault modes) stays in test/e2e.
  */
 import { renameSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Harness } from '../support/fake-ports.js';
 import { DEFAULTS, ORCHESJOB_BIN, sec, T0, useInProcessDispatcher } from '../support/fake-ports.js';
@@ -222,6 +224,22 @@ describe('slots', () => {
     h.client.nth(0).succeed('job-a');
     await h.idle();
     expect(keysOf(h)).toEqual(['a']); // b is never started
+  });
+});
+
+describe('run --policy', () => {
+  it('while the policy cannot be read, holds gated reservations and still fires the others on time', async () => {
+    const h = await newHarness(T0);
+    await h.reserve('gated', { notBefore: sec(T0) - 1, actor: 'gate:airflow' });
+    await h.reserve('local', { notBefore: sec(T0) + 1 });
+    await h.start({ policyPath: join(tmpdir(), `no-such-policy-${process.pid}.toml`) });
+    expect(keysOf(h)).toEqual([]);
+    expect(h.err.map((l) => l['error']).join('\n')).toMatch(/gated reservations held/);
+    expect(h.waker.last.ms).toBe(1_000); // until the local one is due, not a busy 1 ms nor an error sleep
+    await h.at(T0 + 1_000);
+    expect(keysOf(h)).toEqual(['local']);
+    expect(h.client.nth(0).at).toBe(T0 + 1_000);
+    expect(await h.find('gated')).toMatchObject({ status: 'RESERVED' });
   });
 });
 

@@ -290,6 +290,8 @@ export interface ReserveSpec {
   readonly expiresAt?: number | null;
   readonly maxAttempts?: number;
   readonly retryDelay?: number;
+  /** Who reserves: `cli:reserve` unless given (`gate:<key>` for a reservation made through the gate). */
+  readonly actor?: string;
 }
 
 export interface Harness {
@@ -429,7 +431,7 @@ function harness(ledger: Ledger, startMs: number): { harness: Harness; problems:
         ...(spec.maxAttempts === undefined ? {} : { maxAttempts: spec.maxAttempts }),
         ...(spec.retryDelay === undefined ? {} : { retryDelay: spec.retryDelay }),
       } as const;
-      return (await execute(ledger.db, null, command, { actor: 'cli:reserve', now: clock.now })).reservation;
+      return (await execute(ledger.db, null, command, { actor: spec.actor ?? 'cli:reserve', now: clock.now })).reservation;
     },
     async claim(runKey, owner, argv, startTimeoutMs) {
       const command = { type: 'Claim', owner, argv, ...(startTimeoutMs === undefined ? {} : { startTimeoutMs }) } as const;
