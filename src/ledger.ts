@@ -39,7 +39,10 @@ export interface WriteOptions {
  * transaction already read (`{ state }`, for the dispatcher's batches). `null` for `Reserve`, which
  * finds the live reservation of its run key itself.
  */
-export type Target = { readonly reservationId: string } | { readonly runKey: string } | { readonly state: Reservation };
+export type Target = Locator | { readonly state: Reservation };
+
+/** A reservation named by id or run key: read by the transaction that acts on it. */
+export type Locator = { readonly reservationId: string } | { readonly runKey: string };
 
 export interface Applied {
   readonly reservation: Reservation;
@@ -62,10 +65,13 @@ export interface WriteTx {
 /** ULIDs of events and reservations, monotonic within this process. */
 const newUlid = monotonicFactory(urandomFractions());
 
-/** Run `command` in a transaction of its own. Throws `NOT_FOUND` when `target` names no reservation. */
+/**
+ * Run `command` in a transaction of its own. Throws `NOT_FOUND` when `target` names no reservation. A
+ * state read earlier cannot be passed here: only a transaction that read it may act on it (`write`).
+ */
 export function execute(
   db: Kysely<Database>,
-  target: Target | null,
+  target: Locator | null,
   command: ReservationCommand,
   options: WriteOptions,
 ): Promise<Applied> {
