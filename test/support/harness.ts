@@ -29,6 +29,7 @@ import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { afterEach, expect } from 'vitest';
 import type { Ledger } from '../../src/db/open.js';
+import type { EventRow } from '../../src/events/store.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 export const ROOT = resolve(HERE, '..', '..');
@@ -538,19 +539,8 @@ export function expectWellFormed(d: DispatcherProcess): void {
 // The database
 // ---------------------------------------------------------------------------
 
-/** A `reservation_events` row, as stored. */
-export interface EventRow {
-  position: number;
-  event_id: string;
-  reservation_id: string;
-  version: number;
-  run_key: string;
-  type: string;
-  data: string;
-  recorded_at: number;
-  recorded_at_ms: number;
-  actor: string;
-}
+/** A `reservation_events` row, as stored: the ledger's own row type. */
+export type { EventRow } from '../../src/events/store.js';
 
 /** A `reservations` row, as stored (the columns the tests name; the rest loosely typed). */
 export type ReservationRow = Record<string, unknown> & {
