@@ -122,7 +122,7 @@ export class Dispatcher {
     if (!file.ok) throw new Error(file.message); // one dispatcher_error, then errorSleepMs
     // Held gated reservations are due but passed over: the loop sleeps until the next time after now.
     const next = await nextWakeTimes(this.opts.ledger.db, held === null ? null : Math.floor(clock() / 1000));
-    return sleepMs({ nowMs: clock(), ...next, pollIntervalMs, canClaim: !this.stopping && this.starts.running < maxConcurrentStarts });
+    return sleepMs({ nowMs: clock(), ...next, pollIntervalMs, claiming, slotFree: this.starts.running < maxConcurrentStarts });
   }
 
   /** Settle the claims of dispatchers that are gone; what it writes is printed like every event. */

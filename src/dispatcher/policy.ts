@@ -19,23 +19,25 @@ export function recoveryDue(nowMs: number, lastRecoveryMs: number, pollIntervalM
 /**
  * How long the loop sleeps after a pass: until the next `not_before` (`nextDueSec`) or `expires_at`
  * (`nextExpirySec`), epoch seconds, null when none waits; at most the poll interval, at least 1 ms.
- * When it cannot claim (every slot is taken, or it is stopping) a due reservation does not end the
- * sleep (a finishing start wakes the loop), but a coming expiry still does: the orchestrator's cutoff
- * is recorded when it passes, however long the starts in flight take.
+ * `claiming`: the loop may expire and claim (it is not stopping, the database file is in place);
+ * `slotFree`: a start slot is free. With no slot free a due reservation does not end the sleep (a
+ * finishing start wakes the loop), but an expiry still does, also one that passed during the pass: the
+ * orchestrator's cutoff is recorded when it passes, however long the starts in flight take.
  */
 export function sleepMs(facts: {
   readonly nowMs: number;
   readonly nextDueSec: number | null;
   readonly nextExpirySec: number | null;
   readonly pollIntervalMs: number;
-  readonly canClaim: boolean;
+  readonly claiming: boolean;
+  readonly slotFree: boolean;
 }): number {
-  const { nowMs, pollIntervalMs, canClaim } = facts;
+  const { nowMs, pollIntervalMs, claiming } = facts;
   const untilMs = (sec: number | null) => (sec === null ? Number.POSITIVE_INFINITY : sec * 1000 - nowMs);
-  const due = canClaim ? untilMs(facts.nextDueSec) : Number.POSITIVE_INFINITY;
+  const due = claiming && facts.slotFree ? untilMs(facts.nextDueSec) : Number.POSITIVE_INFINITY;
   const expiry = untilMs(facts.nextExpirySec);
-  // An expiry already passed is written by the next pass that may claim; without one, it must not spin.
-  return Math.max(1, Math.min(pollIntervalMs, due, canClaim || expiry > 0 ? expiry : Number.POSITIVE_INFINITY));
+  // A loop that may not expire (stopping) must not spin on an expiry that has passed.
+  return Math.max(1, Math.min(pollIntervalMs, due, claiming || expiry > 0 ? expiry : Number.POSITIVE_INFINITY));
 }
 
 /**

@@ -17,8 +17,9 @@ const NOW = 1_777_860_000_000; // a whole second
 const POLL = 60_000;
 
 describe('sleepMs: how long the loop sleeps after a pass', () => {
-  const sleep = (nextDueSec: number | null, canClaim = true, nowMs = NOW, nextExpirySec: number | null = null) =>
-    sleepMs({ nowMs, nextDueSec, nextExpirySec, pollIntervalMs: POLL, canClaim });
+  /** `slotFree` false: every slot is taken; `claiming` false: the loop is stopping (or its file is gone). */
+  const sleep = (nextDueSec: number | null, slotFree = true, nowMs = NOW, nextExpirySec: number | null = null, claiming = true) =>
+    sleepMs({ nowMs, nextDueSec, nextExpirySec, pollIntervalMs: POLL, claiming, slotFree });
 
   it('sleeps a poll interval when nothing waits', () => {
     expect(sleep(null)).toBe(60_000);
@@ -44,13 +45,20 @@ describe('sleepMs: how long the loop sleeps after a pass', () => {
   it('sleeps a poll interval, not 1 ms, when due work cannot be claimed (every slot taken, or stopping)', () => {
     expect(sleep(NOW / 1000, false)).toBe(60_000);
     expect(sleep(NOW / 1000 - 30, false)).toBe(60_000);
+    expect(sleep(NOW / 1000 - 30, true, NOW, null, false)).toBe(60_000);
   });
 
   it('when it cannot claim, a future expiry still ends the sleep, a due time does not', () => {
     expect(sleep(NOW / 1000 + 5, false)).toBe(60_000);
     expect(sleep(NOW / 1000 - 30, false, NOW, NOW / 1000 + 5)).toBe(5_000);
     expect(sleep(null, false, NOW, NOW / 1000 + 5)).toBe(5_000);
-    expect(sleep(null, false, NOW, NOW / 1000 - 5)).toBe(60_000); // passed: the next pass that may claim writes it
+    // One that passed during the pass (after its expiry check): the next pass, at once, expires it.
+    expect(sleep(null, false, NOW, NOW / 1000 - 5)).toBe(1);
+  });
+
+  it('stopping, it does not spin on an expiry that has passed (nothing expires while stopping)', () => {
+    expect(sleep(null, true, NOW, NOW / 1000 - 5, false)).toBe(60_000);
+    expect(sleep(null, false, NOW, NOW / 1000 + 5, false)).toBe(5_000);
   });
 
   it('sleeps until the earlier of the next due time and the next expiry', () => {
