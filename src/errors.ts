@@ -16,8 +16,10 @@ export const EXIT_CODES = {
   NOT_PERMITTED: { status: 3, meaning: 'not permitted (gate)' },
   NOT_FOUND: { status: 4, meaning: 'not found' },
   NOT_DISPATCHED: { status: 5, meaning: 'not dispatched' },
-  CANNOT_CANCEL: { status: 6, meaning: 'cannot cancel' },
+  WRONG_STATE: { status: 6, meaning: 'not possible in this state (cancel, reschedule, requeue, wait)' },
   VERIFY_MISMATCH: { status: 7, meaning: 'replay --verify mismatch' },
+  JOB_NOT_SUCCEEDED: { status: 8, meaning: 'wait --for finished: the job ended other than SUCCEEDED' },
+  TIMED_OUT: { status: 124, meaning: 'wait: --timeout passed' },
   INTERRUPTED: { status: 130, meaning: null },
   TERMINATED: { status: 143, meaning: null },
 } as const satisfies Record<string, { readonly status: number; readonly meaning: string | null }>;
@@ -25,7 +27,7 @@ export const EXIT_CODES = {
 export type ExitName = keyof typeof EXIT_CODES;
 
 /** The exit statuses a `ReserverError` can carry: every one but success and those not thrown. */
-export type ErrorCode = Exclude<ExitName, 'OK' | 'VERIFY_MISMATCH' | 'INTERRUPTED' | 'TERMINATED'>;
+export type ErrorCode = Exclude<ExitName, 'OK' | 'VERIFY_MISMATCH' | 'JOB_NOT_SUCCEEDED' | 'TIMED_OUT' | 'INTERRUPTED' | 'TERMINATED'>;
 
 /** A failure with a message meant for the user: printed as `{"error": message}`, never as a stack. */
 export class ReserverError extends Error {

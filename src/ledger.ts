@@ -8,6 +8,10 @@ import type { Reservation, ReservationCommand, ReservationState } from './events
 import { decide, evolve } from './events/index.js';
 import type { StoredEvent } from './events/store.js';
 import { appendEvents, stamp } from './events/store.js';
+import type { ControlCommand, ControlEvent, DispatchControl } from './events/control.js';
+import { decideControl, effectivePause, evolveControl } from './events/control.js';
+import { CONTROL_STREAM } from './events/types.js';
+import { readControl, writeControl } from './projections/control.js';
 import { findById, findByRunKey, writeProjection } from './projections/reservations.js';
 import { urandomFractions } from './random.js';
 
@@ -60,6 +64,16 @@ export interface WriteTx {
   execute(target: Target | null, command: ReservationCommand): Promise<Applied>;
   /** The reservation `target` names, as this transaction sees it. Throws `NOT_FOUND` when there is none. */
   read(target: Target): Promise<Reservation>;
+  /** Apply a control command (`pause`, `resume`) to the dispatch control stream. */
+  control(command: ControlCommand): Promise<AppliedControl>;
+  /** The dispatch control state as stored (see `effectivePause` for the one in force). */
+  readControl(): Promise<DispatchControl>;
+}
+
+export interface AppliedControl {
+  readonly control: DispatchControl;
+  /** The events appended; none when the command changed nothing (both controls are idempotent). */
+  readonly events: StoredEvent[];
 }
 
 /** ULIDs of events and reservations, monotonic within this process. */
@@ -90,6 +104,8 @@ export function write<T>(db: Kysely<Database>, options: WriteOptions, fn: (w: Wr
       nowMs,
       execute: (target, command) => apply(tx, target, command, stamping),
       read: (target) => find(tx, target),
+      control: (command) => applyControl(tx, command, stamping),
+      readControl: () => readControl(tx),
     });
   });
 }
@@ -101,7 +117,10 @@ async function apply(
   stamping: { nowMs: number; actor: string; newId: () => string },
 ): Promise<Applied> {
   const state = await stateOf(tx, target, command);
-  const decided = decide(state, command, stamping.nowMs);
+  // Every claim is decided on the control stream's state in the same transaction: a pause that
+  // committed first holds every dispatcher on the file.
+  const gate = command.type === 'Claim' ? effectivePause(await readControl(tx), stamping.nowMs) : undefined;
+  const decided = decide(state, command, stamping.nowMs, gate);
   if (decided.length === 0) return { reservation: state as Reservation, events: [] };
   const stream = state === null ? { reservationId: stamping.newId(), runKey: runKeyOf(command), version: 0 } : state;
   const stored = await appendEvents(tx, stamp(decided, stream, stamping));
@@ -109,6 +128,27 @@ async function apply(
   for (const event of stored) next = evolve(next, event);
   await writeProjection(tx, next as Reservation);
   return { reservation: next as Reservation, events: stored };
+}
+
+/** `pause` / `resume`: read the control state, decide, append, fold, write its row; one transaction. */
+async function applyControl(
+  tx: Tx,
+  command: ControlCommand,
+  stamping: { nowMs: number; actor: string; newId: () => string },
+): Promise<AppliedControl> {
+  const state = await readControl(tx);
+  const decided = decideControl(state, command, stamping.nowMs);
+  if (decided.length === 0) return { control: state, events: [] };
+  const stored = await appendEvents(tx, stamp(decided, { ...CONTROL_STREAM, version: state.version }, stamping));
+  let next = state;
+  for (const event of stored) next = evolveControl(next, event as ControlEvent);
+  await writeControl(tx, next);
+  return { control: next, events: stored };
+}
+
+/** Run one control command in a transaction of its own. */
+export function executeControl(db: Kysely<Database>, command: ControlCommand, options: WriteOptions): Promise<AppliedControl> {
+  return write(db, options, (w) => w.control(command));
 }
 
 /** The state a command is decided on: the target's, or for `Reserve` its run key's live reservation. */

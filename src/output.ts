@@ -1,4 +1,6 @@
 import { writeSync } from 'node:fs';
+import type { DispatchControl } from './events/control.js';
+import { effectivePause } from './events/control.js';
 import type { Reservation } from './events/index.js';
 import type { StoredEvent } from './events/store.js';
 import { stringifySorted } from './json.js';
@@ -97,5 +99,18 @@ export function reservationJson(r: Reservation): Record<string, unknown> {
     dispatched_at: r.dispatchedAt,
     dispatched_at_iso: isoUtc(r.dispatchedAt),
     last_error: r.lastError,
+  };
+}
+
+/** The dispatch control as `pause`, `status` and `list` print it: in force at `nowMs`, times with their ISO twins. */
+export function dispatchJson(control: DispatchControl, nowMs: number): Record<string, unknown> {
+  const c = effectivePause(control, nowMs);
+  return {
+    paused: c.paused,
+    reason: c.reason,
+    until: c.until,
+    until_iso: isoUtc(c.until),
+    since: c.since,
+    since_iso: isoUtc(c.since),
   };
 }

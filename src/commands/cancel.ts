@@ -44,7 +44,7 @@ export async function cancel({ flags }: ParsedArgv<typeof args>, scope: Scope): 
         return { cancelled: (await w.execute({ state: current }, { type: 'Cancel' })).reservation };
       } catch (error) {
         if (error instanceof IllegalTransitionError) {
-          throw new ReserverError('CANNOT_CANCEL', `Cannot cancel reservation in status ${error.from} without job_id.`);
+          throw new ReserverError('WRONG_STATE', `Cannot cancel reservation in status ${error.from} without job_id.`);
         }
         throw error;
       }

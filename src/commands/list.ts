@@ -9,7 +9,8 @@ import { localScope } from '../cli/scope.js';
 import { invalidArgument } from '../errors.js';
 import type { ReservationStatus } from '../events/index.js';
 import { RESERVATION_STATUSES } from '../events/index.js';
-import { printJson, reservationJson, writeStdout } from '../output.js';
+import { dispatchJson, printJson, reservationJson, writeStdout } from '../output.js';
+import { readControl } from '../projections/control.js';
 import { listReservations } from '../projections/reservations.js';
 import { reservationsTable } from '../table.js';
 
@@ -24,7 +25,7 @@ export const command = defineCommand({
   meta: {
     name: 'list',
     description:
-      'List reservations, newest created_at first.\n\n' +
+      'List reservations, newest created_at first, and whether dispatching is paused ("dispatch").\n\n' +
       'Usage: orchesjob-reserver list [--status STATUS] [--limit N] [--format json|table]\n' +
       'Exit codes: 0 ok, 1 general error, 2 invalid arguments.\n' +
       'Example: orchesjob-reserver list --status DISPATCH_FAILED --limit 10',
@@ -39,9 +40,9 @@ export async function list({ flags }: ParsedArgv<typeof args>, scope: Scope): Pr
   const limit = integerFlag(flags, 'limit', POSITIVE_INTEGER) ?? 50;
   const format = outputFormat(flags);
   const filter = { status, limit, runKeyPrefix: scope.runKeyPrefix };
-  const reservations = await withLedger(flags, (ledger) => listReservations(ledger.db, filter));
+  const [reservations, control] = await withLedger(flags, async (ledger) => [await listReservations(ledger.db, filter), await readControl(ledger.db)] as const);
   if (format === 'table') writeStdout(reservationsTable(reservations, Math.floor(Date.now() / 1000)));
-  else printJson({ reservations: reservations.map(reservationJson) });
+  else printJson({ reservations: reservations.map(reservationJson), dispatch: dispatchJson(control, Date.now()) });
 }
 
 function parseStatus(value: string | undefined): ReservationStatus | null {

@@ -8,7 +8,8 @@ import type { Scope } from '../cli/scope.js';
 import { localScope } from '../cli/scope.js';
 import { ReserverError } from '../errors.js';
 import { OrchesjobClient } from '../orchesjob/client.js';
-import { printJson, reservationJson, writeStdout } from '../output.js';
+import { dispatchJson, printJson, reservationJson, writeStdout } from '../output.js';
+import { readControl } from '../projections/control.js';
 import { reservationDetail } from '../table.js';
 
 export const args = {
@@ -22,7 +23,7 @@ export const command = defineCommand({
   meta: {
     name: 'status',
     description:
-      'Show a reservation. With --include-job, also the job from `orchesjob status --job-id` once a job id exists.\n\n' +
+      'Show a reservation, and beside it whether dispatching is paused ("dispatch"). With --include-job, also the job from `orchesjob status --job-id` once a job id exists.\n\n' +
       'Usage: orchesjob-reserver status (--run-key KEY | --reservation-id ID) [--include-job] [--format json|table]\n' +
       'Exit codes: 0 ok, 1 general error (orchesjob failed), 2 invalid arguments, 4 not found.\n' +
       'Example: orchesjob-reserver status --run-key nightly-2026-05-04 --include-job',
@@ -35,8 +36,8 @@ export const command = defineCommand({
 export async function status({ flags }: ParsedArgv<typeof args>, scope: Scope): Promise<void> {
   const id = identity(flags);
   const format = outputFormat(flags);
-  const reservation = await withLedger(flags, (ledger) => resolveReservation(ledger, id, scope));
-  const output: Record<string, unknown> = { reservation: reservationJson(reservation) };
+  const [reservation, control] = await withLedger(flags, async (ledger) => [await resolveReservation(ledger, id, scope), await readControl(ledger.db)] as const);
+  const output: Record<string, unknown> = { reservation: reservationJson(reservation), dispatch: dispatchJson(control, Date.now()) };
   if (flags['include-job'] && reservation.jobId !== null) {
     output['job'] = await jobStatus(orchesjobBin(flags), reservation.jobId);
   }

@@ -50,7 +50,20 @@ export interface ReservationsTable {
   retry_at: number | null;
 }
 
+/** The dispatch control stream's projection: one row (`stream_id` '@dispatch') once it has events. */
+export interface DispatchControlTable {
+  stream_id: string;
+  /** 1 while paused by the last event (its `until` may have passed since). */
+  paused: number;
+  reason: string | null;
+  until: number | null;
+  since: number | null;
+  actor: string | null;
+  version: number;
+}
+
 export interface Database {
   reservation_events: ReservationEventsTable;
   reservations: ReservationsTable;
+  dispatch_control: DispatchControlTable;
 }

@@ -109,7 +109,7 @@ export class Dispatcher {
     if (claiming && recoveryDue(clock(), this.lastRecoveryMs, pollIntervalMs)) await this.recover();
     const batch = this.starts.queued();
     const slots = freeSlots(maxConcurrentStarts, this.starts.running, claiming);
-    const { claimed, unrecorded, held } = await writePass(this.pass, { claiming, slots, batch });
+    const { claimed, unrecorded, held, paused } = await writePass(this.pass, { claiming, slots, batch });
     this.starts.settle(batch.length);
     try {
       await this.print(); // orchesjob_start_call is printed before the spawn
@@ -122,7 +122,7 @@ export class Dispatcher {
     if (!file.ok) throw new Error(file.message); // one dispatcher_error, then errorSleepMs
     // Held gated reservations are due but passed over: the loop sleeps until the next time after now.
     const next = await nextWakeTimes(this.opts.ledger.db, held === null ? null : Math.floor(clock() / 1000));
-    return sleepMs({ nowMs: clock(), ...next, pollIntervalMs, claiming, slotFree: this.starts.running < maxConcurrentStarts });
+    return sleepMs({ nowMs: clock(), ...next, pollIntervalMs, claiming, paused, slotFree: this.starts.running < maxConcurrentStarts });
   }
 
   /** Settle the claims of dispatchers that are gone; what it writes is printed like every event. */

@@ -5,7 +5,7 @@ import { fold } from '../events/index.js';
 import type { StoredEvent } from '../events/store.js';
 import { readStream } from '../events/store.js';
 import { stringifySorted } from '../json.js';
-import { localIso } from '../output.js';
+import { isoUtc, localIso } from '../output.js';
 
 /**
  * The dispatcher's JSON Lines. Ledger events are printed from the ledger, one line per event, with
@@ -27,6 +27,10 @@ export const LOG_EVENT_OF = {
   ClaimReleased: 'recovered_dispatching',
   DispatchAttemptFailed: 'dispatch_attempt_failed',
   DispatchRefused: 'dispatch_refused',
+  Rescheduled: 'reservation_rescheduled',
+  Requeued: 'reservation_requeued',
+  DispatchPaused: 'dispatch_paused',
+  DispatchResumed: 'dispatch_resumed',
 } as const satisfies Record<ReservationEvent['type'], string>;
 
 /**
@@ -92,6 +96,18 @@ export function eventLine(event: StoredEvent, state: ReservationState): LogLine 
       return { ...base, error: event.data.error };
     case 'ClaimReleased':
       return { ...base, count: 1, reason: event.data.reason, previous_owner: event.data.previous_owner };
+    case 'Rescheduled':
+    case 'Requeued':
+      return { ...base, ...event.data, actor: event.actor };
+    case 'DispatchPaused': {
+      // The control stream is no reservation: its line has no reservation id or run key.
+      const { reservation_id: _id, run_key: _key, ...control } = base;
+      return { ...control, actor: event.actor, reason: event.data.reason, until: event.data.until, until_iso: isoUtc(event.data.until) };
+    }
+    case 'DispatchResumed': {
+      const { reservation_id: _id, run_key: _key, ...control } = base;
+      return { ...control, actor: event.actor, until_passed: event.data.until_passed === true };
+    }
     default: {
       const unhandled: never = event;
       throw new Error(`unhandled event ${JSON.stringify(unhandled)}`);

@@ -1,12 +1,15 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
 import { ReserverError } from '../errors.js';
+import type { DispatchControl } from '../events/control.js';
+import { effectivePause, pauseOutlived } from '../events/control.js';
 import type { ClaimOwner, Reservation } from '../events/index.js';
 import { IllegalTransitionError } from '../events/index.js';
 import type { WriteTx } from '../ledger.js';
 import { write } from '../ledger.js';
 import { dispatchVerdict, PolicyReader } from '../gate/dispatch.js';
 import type { DispatchClient } from '../orchesjob/client.js';
+import { readControl } from '../projections/control.js';
 import { anyExpiring, findExpiring, findReady } from '../projections/reservations.js';
 import type { PendingRecord } from './starts.js';
 
@@ -36,6 +39,13 @@ export interface PassResult {
   readonly unrecorded: PendingRecord[];
   /** `run --policy`: why gated reservations were left RESERVED (the policy cannot be read now), or null. */
   readonly held: string | null;
+  /** The pause in force (`pause`): nothing was claimed; null while dispatching is not paused. */
+  readonly paused: Paused | null;
+}
+
+/** A pause in force, as the loop's sleep needs it: when it ends by itself (epoch seconds), or null. */
+export interface Paused {
+  readonly untilSec: number | null;
 }
 
 /**
@@ -43,33 +53,49 @@ export interface PassResult {
  * to `slots` in queue order, and record the finished starts of `batch`. Each claim is a conditional
  * transition (only from RESERVED, only once due), so two dispatchers never hold one. With nothing to
  * record it reads first: the write lock is taken only when there is work. When not `claiming`
- * (stopping, or the database file is not where it was opened) it only records.
+ * (stopping, or the database file is not where it was opened) it only records. While dispatching is
+ * paused (the control stream, read in the same transaction as the claims) it expires and records but
+ * claims nothing; a pause whose `until` passed is ended here (`DispatchResumed`, `until_passed`).
  */
 export async function writePass(
   ctx: PassContext,
   work: { readonly claiming: boolean; readonly slots: number; readonly batch: readonly PendingRecord[] },
 ): Promise<PassResult> {
   const { claiming, slots, batch } = work;
-  if (batch.length === 0 && !(claiming && (await anythingDue(ctx, slots)))) return { claimed: [], unrecorded: [], held: null };
+  const before = await readControl(ctx.db);
+  if (batch.length === 0 && !(claiming && (await anythingDue(ctx, slots, before)))) {
+    return { claimed: [], unrecorded: [], held: null, paused: pausedAt(before, ctx.clock()) };
+  }
   return write(ctx.db, { actor: ctx.actor, now: ctx.clock }, async (w) => {
     let ready: { claimed: Claimed[]; held: string | null } = { claimed: [], held: null };
+    const control = await w.readControl();
+    const paused = pausedAt(control, w.nowMs);
     if (claiming) {
       const nowSec = Math.floor(w.nowMs / 1000);
       for (const state of (await anyExpiring(w.tx, nowSec)) ? await findExpiring(w.tx, nowSec) : []) {
         await w.execute({ state }, { type: 'Expire' });
       }
+      if (pauseOutlived(control, w.nowMs)) await w.control({ type: 'Resume', untilPassed: true });
       // Claims first: a freed slot's next claim stands in the ledger before the record of the start
       // that freed it, as when they were separate transactions.
-      if (slots > 0) ready = await claimReady(ctx, w, slots);
+      if (slots > 0 && paused === null) ready = await claimReady(ctx, w, slots);
     }
-    return { ...ready, unrecorded: await recordOutcomes(w, batch) };
+    return { ...ready, unrecorded: await recordOutcomes(w, batch), paused };
   });
 }
 
-/** Whether a pass would expire or claim anything now (read without the write lock). */
-async function anythingDue({ db, clock }: PassContext, slots: number): Promise<boolean> {
-  const nowSec = Math.floor(clock() / 1000);
-  return (await anyExpiring(db, nowSec)) || (slots > 0 && (await findReady(db, nowSec, 1)).length > 0);
+/** Whether a pass would expire, end a pause or claim anything now (read without the write lock). */
+async function anythingDue({ db, clock }: PassContext, slots: number, control: DispatchControl): Promise<boolean> {
+  const nowMs = clock();
+  const nowSec = Math.floor(nowMs / 1000);
+  if ((await anyExpiring(db, nowSec)) || pauseOutlived(control, nowMs)) return true;
+  return pausedAt(control, nowMs) === null && slots > 0 && (await findReady(db, nowSec, 1)).length > 0;
+}
+
+/** The pause in force at `nowMs`, or null. */
+function pausedAt(control: DispatchControl, nowMs: number): Paused | null {
+  const inForce = effectivePause(control, nowMs);
+  return inForce.paused ? { untilSec: inForce.until } : null;
 }
 
 /**

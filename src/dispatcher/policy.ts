@@ -31,10 +31,13 @@ export function sleepMs(facts: {
   readonly pollIntervalMs: number;
   readonly claiming: boolean;
   readonly slotFree: boolean;
+  /** A pause in force: nothing is due until it ends (`untilSec`, or a `resume`, which wakes the loop). */
+  readonly paused?: { readonly untilSec: number | null } | null;
 }): number {
-  const { nowMs, pollIntervalMs, claiming } = facts;
+  const { nowMs, pollIntervalMs, claiming, paused } = facts;
   const untilMs = (sec: number | null) => (sec === null ? Number.POSITIVE_INFINITY : sec * 1000 - nowMs);
-  const due = claiming && facts.slotFree ? untilMs(facts.nextDueSec) : Number.POSITIVE_INFINITY;
+  const nextStart = paused == null ? untilMs(facts.nextDueSec) : untilMs(paused.untilSec);
+  const due = claiming && facts.slotFree ? nextStart : Number.POSITIVE_INFINITY;
   const expiry = untilMs(facts.nextExpirySec);
   // A loop that may not expire (stopping) must not spin on an expiry that has passed.
   return Math.max(1, Math.min(pollIntervalMs, due, claiming || expiry > 0 ? expiry : Number.POSITIVE_INFINITY));

@@ -1,6 +1,6 @@
 import type { Reservation, ReservationState } from './evolve.js';
 import { ALLOWED_FROM, statusOf } from './evolve.js';
-import type { ClaimOwner, EventType, NewEvent, ReservationStatus } from './types.js';
+import type { ClaimOwner, EventType, NewEvent, RescheduledData, ReservationStatus } from './types.js';
 
 /**
  * What a caller asks of a reservation. It carries no time: `decide` is given the transaction's one
@@ -33,7 +33,22 @@ export type ReservationCommand =
   | { readonly type: 'Expire' }
   | { readonly type: 'Cancel' }
   | { readonly type: 'Clean' }
-  | { readonly type: 'ReleaseClaim'; readonly reason: string };
+  | { readonly type: 'ReleaseClaim'; readonly reason: string }
+  /** `reschedule`: new times for a RESERVED reservation; an absent field keeps its value. */
+  | ({ readonly type: 'Reschedule' } & NewTimes)
+  /** `requeue`: DISPATCH_FAILED or EXPIRED back to RESERVED; an absent field keeps its value. */
+  | ({ readonly type: 'Requeue' } & NewTimes);
+
+/** The times `reschedule` and `requeue` set: a number or null (`--no-expiry`) replaces, undefined keeps. */
+export interface NewTimes {
+  readonly notBefore?: number;
+  readonly expiresAt?: number | null;
+}
+
+/** The dispatch control's state as a claim sees it (src/events/control.ts, `effectivePause`). */
+export interface DispatchGate {
+  readonly paused: boolean;
+}
 
 /** The event type each command leads to (RecordFailure: or DispatchAttemptFailed, from the same states). */
 const EVENT_OF: { readonly [C in ReservationCommand['type']]: EventType } = {
@@ -46,6 +61,8 @@ const EVENT_OF: { readonly [C in ReservationCommand['type']]: EventType } = {
   Cancel: 'Cancelled',
   Clean: 'Cleaned',
   ReleaseClaim: 'ClaimReleased',
+  Reschedule: 'Rescheduled',
+  Requeue: 'Requeued',
 };
 
 /** The command is not allowed in the reservation's current status (or not yet, for `Claim`). */
@@ -60,6 +77,20 @@ export class IllegalTransitionError extends Error {
   }
 }
 
+/**
+ * The command is allowed in this state, but not with these values (a new `expires_at` before
+ * `not_before`, a requeue that would expire at once): the caller's input is wrong (exit 2).
+ */
+export class RejectedCommandError extends Error {
+  constructor(
+    readonly command: ReservationCommand['type'],
+    message: string,
+  ) {
+    super(message);
+    this.name = 'RejectedCommandError';
+  }
+}
+
 /** Most `failed` dispatch errors come from orchesjob's stderr; keep the ledger and the log bounded. */
 export const MAX_ERROR_CHARS = 4000;
 
@@ -68,9 +99,10 @@ export const MAX_ERROR_CHARS = 4000;
  * (epoch milliseconds, the write transaction's) are all it knows. Throws `IllegalTransitionError` when the state machine forbids the command.
  *
  * `Reserve` is decided against the run key's live reservation (or null): a live one makes it a no-op,
- * which is what makes `reserve` idempotent.
+ * which is what makes `reserve` idempotent. A `Claim` is refused while `dispatch` says paused (the
+ * ledger passes the control stream's state with every claim).
  */
-export function decide(state: ReservationState, command: ReservationCommand, nowMs: number): NewEvent[] {
+export function decide(state: ReservationState, command: ReservationCommand, nowMs: number, dispatch?: DispatchGate): NewEvent[] {
   const from = statusOf(state);
   if (command.type === 'Reserve') {
     if (from !== 'NONE') return [];
@@ -103,6 +135,7 @@ export function decide(state: ReservationState, command: ReservationCommand, now
       if (isExpiredAt(live, nowMs)) {
         throw new IllegalTransitionError('Claim', from, `reservation expired at ${live.expiresAt}`);
       }
+      if (dispatch?.paused === true) throw new IllegalTransitionError('Claim', from, 'dispatching is paused');
       return [
         {
           type: 'DispatchClaimed',
@@ -158,6 +191,18 @@ export function decide(state: ReservationState, command: ReservationCommand, now
       return [{ type: 'Cleaned', data: {} }];
     case 'ReleaseClaim':
       return [{ type: 'ClaimReleased', data: { reason: command.reason, previous_owner: ownerOf(live) } }];
+    case 'Reschedule':
+      return [{ type: 'Rescheduled', data: newTimes(live, command) }];
+    case 'Requeue': {
+      const times = newTimes(live, command);
+      if (times.expires_at !== null && times.expires_at * 1000 <= nowMs) {
+        throw new RejectedCommandError(
+          'Requeue',
+          `expires_at ${times.expires_at} has passed: the reservation would expire again at once; give a new --expires-at or --no-expiry`,
+        );
+      }
+      return [{ type: 'Requeued', data: { ...times, previous_status: from as 'DISPATCH_FAILED' | 'EXPIRED' } }];
+    }
     default: {
       const unhandled: never = command;
       throw new Error(`unhandled command ${JSON.stringify(unhandled)}`);
@@ -177,6 +222,19 @@ export function dueAtMs(r: Reservation): number {
 /** A reservation with `expires_at` expires at that second: at `now >= expires_at`, as in the Python tool. */
 export function isExpiredAt(r: Reservation, nowMs: number): boolean {
   return r.expiresAt !== null && r.expiresAt * 1000 <= nowMs;
+}
+
+/** The times in force after a reschedule or requeue, beside the ones they replace. */
+function newTimes(live: Reservation, times: NewTimes & { readonly type: 'Reschedule' | 'Requeue' }): RescheduledData {
+  const notBefore = times.notBefore === undefined ? live.notBefore : times.notBefore;
+  const expiresAt = times.expiresAt === undefined ? live.expiresAt : times.expiresAt;
+  if (notBefore !== null && expiresAt !== null && expiresAt < notBefore) {
+    throw new RejectedCommandError(
+      times.type,
+      `expires_at (${expiresAt}) is before not_before (${notBefore})`,
+    );
+  }
+  return { not_before: notBefore, expires_at: expiresAt, previous_not_before: live.notBefore, previous_expires_at: live.expiresAt };
 }
 
 /** At most `max` characters (code points: a character is never cut in half). */

@@ -51,6 +51,11 @@ export const ALLOWED_FROM: { readonly [T in EventType]: readonly (ReservationSta
   DispatchAttemptFailed: ['DISPATCHING'],
   DispatchRefused: ['RESERVED'],
   Cleaned: TERMINAL_STATUSES,
+  Rescheduled: ['RESERVED'],
+  Requeued: ['DISPATCH_FAILED', 'EXPIRED'],
+  // The control stream's events (src/events/control.ts): never in a reservation's stream.
+  DispatchPaused: [],
+  DispatchResumed: [],
 };
 
 /** `last_error` text the Python tool wrote; SQL and scripts match on it. */
@@ -135,6 +140,25 @@ export function evolve(state: ReservationState, event: ReservationEvent): Reserv
       return { ...next, status: 'RESERVED', lastError: RECOVERED_ERROR, claim: null };
     case 'Cleaned':
       return { ...next, cleaned: true };
+    case 'Rescheduled': {
+      const { not_before, expires_at } = event.data;
+      // The operator's new time replaces a pending retry's; a change of expires_at alone keeps it.
+      const retryAt = not_before === s.notBefore ? s.retryAt : null;
+      return { ...next, notBefore: not_before, expiresAt: expires_at, retryAt };
+    }
+    case 'Requeued':
+      return {
+        ...next,
+        status: 'RESERVED',
+        notBefore: event.data.not_before,
+        expiresAt: event.data.expires_at,
+        lastError: null,
+        attempts: 0,
+        retryAt: null,
+      };
+    case 'DispatchPaused':
+    case 'DispatchResumed':
+      throw new InvalidLedgerError(event, from); // ALLOWED_FROM already refuses them
     default: {
       const unhandled: never = event;
       throw new Error(`unhandled event ${JSON.stringify(unhandled)}`);

@@ -51,8 +51,26 @@ export const EVENT_TYPES = [
   'ClaimReleased',
   'DispatchAttemptFailed',
   'DispatchRefused',
+  'Rescheduled',
+  'Requeued',
+  'DispatchPaused',
+  'DispatchResumed',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
+
+/**
+ * The types of the dispatch control stream (`pause`, `resume`): one stream of its own in the same
+ * ledger (`CONTROL_STREAM`), folded by `src/events/control.ts`, never by a reservation's `evolve`.
+ */
+export const CONTROL_EVENT_TYPES = ['DispatchPaused', 'DispatchResumed'] as const satisfies readonly EventType[];
+export type ControlEventType = (typeof CONTROL_EVENT_TYPES)[number];
+
+/**
+ * Where the control stream's events are stored: a reservation id no reservation has (ULIDs and the
+ * Python tool's ids never start with `@`) and a run key no reservation may have (run keys are never
+ * empty), so that a run key's history and every fold of reservations leave it out.
+ */
+export const CONTROL_STREAM = { reservationId: '@dispatch', runKey: '' } as const;
 
 /** A reservation was accepted. Everything a dispatch needs is here; nothing else ever changes it. */
 export interface ReservedData {
@@ -148,6 +166,37 @@ export interface DispatchRefusedData {
   readonly error: string;
 }
 
+/**
+ * An operator gave a RESERVED reservation new times (`reschedule`). Both values are the ones in force
+ * after it, kept or changed; a new `not_before` replaces a pending retry's time.
+ */
+export interface RescheduledData {
+  readonly not_before: number | null;
+  readonly expires_at: number | null;
+  readonly previous_not_before: number | null;
+  readonly previous_expires_at: number | null;
+}
+
+/**
+ * An operator put a DISPATCH_FAILED or EXPIRED reservation back in the queue (`requeue`): RESERVED
+ * again under the same run key and id, attempts from 0; the earlier errors stay in the history.
+ */
+export interface RequeuedData extends RescheduledData {
+  readonly previous_status: 'DISPATCH_FAILED' | 'EXPIRED';
+}
+
+/** `pause`: no dispatcher on the file claims anything until `DispatchResumed`, or until `until` passes. */
+export interface DispatchPausedData {
+  readonly reason: string | null;
+  /** Epoch seconds at which the pause ends by itself, or null for a pause until `resume`. */
+  readonly until: number | null;
+}
+
+/** `resume`, or a dispatcher noting that a pause's `until` passed (`until_passed`). */
+export interface DispatchResumedData {
+  readonly until_passed?: boolean;
+}
+
 export interface EventDataByType {
   Reserved: ReservedData;
   DispatchClaimed: DispatchClaimedData;
@@ -159,6 +208,10 @@ export interface EventDataByType {
   ClaimReleased: ClaimReleasedData;
   DispatchAttemptFailed: DispatchAttemptFailedData;
   DispatchRefused: DispatchRefusedData;
+  Rescheduled: RescheduledData;
+  Requeued: RequeuedData;
+  DispatchPaused: DispatchPausedData;
+  DispatchResumed: DispatchResumedData;
 }
 
 /** What `decide` returns: the fact, before the ledger gives it an id, a version and a time. */

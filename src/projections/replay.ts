@@ -1,8 +1,11 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
 import { snapshot } from '../db/transaction.js';
+import type { DispatchControl } from '../events/control.js';
+import { evolveControl, isControlEvent, NOT_PAUSED } from '../events/control.js';
 import type { Reservation, ReservationState } from '../events/index.js';
-import { evolve } from '../events/index.js';
+import { CONTROL_STREAM, evolve } from '../events/index.js';
+import { clearControl, readControl, writeControl } from './control.js';
 import type { EventSource, StreamCursor } from '../events/store.js';
 import { lastPosition, readStreamPage, streamEvents } from '../events/store.js';
 import type { Progress } from '../progress.js';
@@ -22,6 +25,8 @@ export interface Folded {
   /** Position of the last event folded (0 when none). */
   readonly position: number;
   readonly events: number;
+  /** The dispatch control stream's state at that position. */
+  readonly control: DispatchControl;
 }
 
 /** Progress is reported every this many events. */
@@ -40,13 +45,14 @@ export async function foldLedger(
   const total = await lastPosition(source.db);
   let position = 0;
   let events = 0;
+  let control = NOT_PAUSED;
   try {
     // A generator left early (return) finalises its statement, freeing the connection.
     for (const event of streamEvents(source)) {
       if (until.position !== undefined && event.position > until.position) break;
       if (until.second !== undefined && event.recordedAt > until.second) break;
-      const state: ReservationState = states.get(event.reservationId) ?? null;
-      states.set(event.reservationId, evolve(state, event));
+      if (isControlEvent(event)) control = evolveControl(control, event);
+      else states.set(event.reservationId, evolve(states.get(event.reservationId) ?? null, event));
       position = event.position;
       events++;
       if (events % REPORT_EVERY === 0) {
@@ -54,7 +60,7 @@ export async function foldLedger(
         await null; // let the progress line (a promise) be printed
       }
     }
-    return { states, position, events };
+    return { states, position, events, control };
   } finally {
     report.finish();
   }
@@ -82,6 +88,8 @@ const JSON_COLUMNS = new Set(['command_json', 'metadata_json', 'orchesjob_start_
 /** What a stream-by-stream fold went through. */
 interface FoldCount {
   events: number;
+  /** The control stream, folded on the way (its events are no reservation's). */
+  control: DispatchControl;
 }
 
 /** Events read per page by the stream-by-stream fold (tests pass small pages, to cross page ends). */
@@ -106,6 +114,10 @@ async function* foldStreamPages(
     const page = readStreamPage(source, after, pageEvents);
     const ended: Reservation[] = [];
     for (const event of page) {
+      if (isControlEvent(event)) {
+        count.control = evolveControl(count.control, event);
+        continue;
+      }
       if (state !== null && state.reservationId !== event.reservationId) {
         ended.push(state);
         state = null;
@@ -136,7 +148,7 @@ export async function verifyProjection(
   pageEvents = PAGE_EVENTS,
 ): Promise<{ verified: boolean; events: number; reservations: number; mismatches: Mismatch[] }> {
   const mismatches: Mismatch[] = [];
-  const count: FoldCount = { events: 0 };
+  const count: FoldCount = { events: 0, control: NOT_PAUSED };
   let reservations = 0;
   const report = progress('verify', 'events');
   try {
@@ -156,6 +168,7 @@ export async function verifyProjection(
       const rows = await projectionRange(tx, lower, null);
       reservations += rows.length;
       compareRange([], rows, mismatches);
+      compareControl(count.control, await readControl(tx), mismatches);
     });
   } finally {
     report.finish();
@@ -205,6 +218,15 @@ function compareRange(folded: readonly Reservation[], rows: readonly Reservation
   }
 }
 
+/** Compare the control stream's fold with its `dispatch_control` row. */
+function compareControl(folded: DispatchControl, stored: DispatchControl, mismatches: Mismatch[]): void {
+  for (const field of Object.keys(folded) as (keyof DispatchControl)[]) {
+    if (folded[field] !== stored[field]) {
+      mismatches.push({ reservation_id: CONTROL_STREAM.reservationId, run_key: CONTROL_STREAM.runKey, field, projection: stored[field], ledger: folded[field] });
+    }
+  }
+}
+
 function sameValue(column: string, actual: unknown, expected: unknown): boolean {
   if (actual === expected) return true;
   if (JSON_COLUMNS.has(column) && typeof actual === 'string' && typeof expected === 'string') {
@@ -226,7 +248,7 @@ export async function rebuildProjection(
   raw: EventSource['raw'],
   pageEvents = PAGE_EVENTS,
 ): Promise<{ events: number; reservations: number }> {
-  const count: FoldCount = { events: 0 };
+  const count: FoldCount = { events: 0, control: NOT_PAUSED };
   const report = progress('rebuild', 'events');
   let reservations = 0;
   try {
@@ -240,6 +262,8 @@ export async function rebuildProjection(
         reservations++;
       }
     }
+    await clearControl(tx);
+    if (count.control.version > 0) await writeControl(tx, count.control);
   } finally {
     report.finish();
   }
