@@ -1,3 +1,5 @@
+CREATE TABLE "dispatch_control" ("stream_id" text primary key, "paused" integer not null, "reason" text, "until" integer, "since" integer, "actor" text, "version" integer not null);
+
 CREATE TABLE "kysely_migration" ("name" varchar(255) not null primary key, "timestamp" varchar(255) not null);
 
 CREATE TABLE "kysely_migration_lock" ("id" varchar(255) not null primary key, "is_locked" integer default 0 not null);

@@ -168,6 +168,9 @@ const T = 1_780_000_000; // 2026-05-28T20:26:40Z
 
 const PKG_VERSION = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version as string;
 
+/** `"dispatch"` of `status` and `list` while dispatching is not paused. */
+const NOT_PAUSED = { paused: false, reason: null, until: null, until_iso: null, since: null, since_iso: null };
+
 describe('reserve', () => {
   it('prints {"created": true, "reservation": R} with the 18 keys, sorted, 2-space indent (spec example)', async () => {
     const home = sandbox();
@@ -397,9 +400,9 @@ describe('status', () => {
       runCli(['status', '--reservation-id', res.reservation_id]),
       runCli(['status', '--run-key', 'k', '--include-job']),
     ]);
-    expect(ok(byKey)).toEqual({ reservation: res });
-    expect(ok(byId)).toEqual({ reservation: res });
-    expect(ok(withJob)).toEqual({ reservation: res });
+    expect(ok(byKey)).toEqual({ reservation: res, dispatch: NOT_PAUSED });
+    expect(ok(byId)).toEqual({ reservation: res, dispatch: NOT_PAUSED });
+    expect(ok(withJob)).toEqual({ reservation: res, dispatch: NOT_PAUSED });
     expectReservationShape(byKey.json.reservation);
     expect(res.expires_at_iso).toBe('2099-01-01T00:00:00+00:00');
     expect(invocations(home)).toEqual([]); // no job id: orchesjob is not asked
@@ -409,7 +412,7 @@ describe('status', () => {
     const home = sandbox();
     const { jobId, reservationId } = await dispatched(home, 'k');
     const doc = ok(await runCli(['status', '--run-key', 'k', '--include-job']));
-    expect(Object.keys(doc)).toEqual(['job', 'reservation']);
+    expect(Object.keys(doc)).toEqual(['dispatch', 'job', 'reservation']);
     expectReservationShape(doc.reservation);
     expect(doc.reservation).toMatchObject({
       reservation_id: reservationId,
@@ -503,7 +506,8 @@ describe('list', () => {
         runCli(['list', '--status', 'DISPATCHED']),
       ])
     ).map(ok);
-    expect(Object.keys(all)).toEqual(['reservations']);
+    expect(Object.keys(all)).toEqual(['dispatch', 'reservations']);
+    expect(all.dispatch).toEqual(NOT_PAUSED);
     expect(keys(all)).toEqual(Array.from({ length: 50 }, (_, i) => `k${i}`));
     all.reservations.forEach(expectReservationShape);
     expect(all.reservations[1]).toMatchObject({ reservation_status: 'CANCELLED', created_at: base / 1000 - 1 });
@@ -512,7 +516,7 @@ describe('list', () => {
     expect(keys(reserved)).toEqual(['k0', 'k2', 'k4']);
     expect(keys(two)).toEqual(['k0', 'k1']);
     expect(keys(oneCancelled)).toEqual(['k1']);
-    expect(none).toEqual({ reservations: [] });
+    expect(none).toEqual({ reservations: [], dispatch: NOT_PAUSED });
     expect(ok(await runCli(['status', '--run-key', 'k1'])).reservation).toEqual(all.reservations[1]);
   });
 
@@ -843,7 +847,7 @@ describe('clean', () => {
     ]);
     expect(reservations).toHaveLength(1);
     expect(reservations[0]!.reservation_id).toBe(again.reservation.reservation_id);
-    expect(ok(await runCli(['status', '--run-key', 'k']))).toEqual({ reservation: again.reservation });
+    expect(ok(await runCli(['status', '--run-key', 'k']))).toEqual({ reservation: again.reservation, dispatch: NOT_PAUSED });
   });
 });
 

@@ -21,6 +21,15 @@ describe('sleepMs: how long the loop sleeps after a pass', () => {
   const sleep = (nextDueSec: number | null, slotFree = true, nowMs = NOW, nextExpirySec: number | null = null, claiming = true) =>
     sleepMs({ nowMs, nextDueSec, nextExpirySec, pollIntervalMs: POLL, claiming, slotFree });
 
+  it('while paused, sleeps past an overdue reservation until the pause ends, its poll interval or an expiry', () => {
+    const paused = (untilSec: number | null, nextDueSec: number | null, nextExpirySec: number | null = null) =>
+      sleepMs({ nowMs: NOW, nextDueSec, nextExpirySec, pollIntervalMs: POLL, claiming: true, slotFree: true, paused: { untilSec } });
+    expect(paused(null, NOW / 1000 - 30)).toBe(60_000); // a resume wakes it, not the overdue one
+    expect(paused(NOW / 1000 + 5, NOW / 1000 - 30)).toBe(5_000); // --until
+    expect(paused(NOW / 1000 + 5, NOW / 1000 - 30, NOW / 1000 + 2)).toBe(2_000); // expiry still applies
+    expect(paused(NOW / 1000 - 1, null)).toBe(1); // an until that passed: the next pass records the resume
+  });
+
   it('sleeps a poll interval when nothing waits', () => {
     expect(sleep(null)).toBe(60_000);
     expect(sleep(null, false)).toBe(60_000);
