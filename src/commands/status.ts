@@ -7,6 +7,9 @@ import { orchesjobBin, withLedger } from '../cli/paths.js';
 import type { Scope } from '../cli/scope.js';
 import { localScope } from '../cli/scope.js';
 import { ReserverError } from '../errors.js';
+import type { DispatchControl } from '../events/control.js';
+import type { Reservation } from '../events/index.js';
+import type { JobStatus } from '../orchesjob/client.js';
 import { OrchesjobClient } from '../orchesjob/client.js';
 import { dispatchJson, printJson, reservationJson, writeStdout } from '../output.js';
 import { readControl } from '../projections/control.js';
@@ -37,10 +40,8 @@ export async function status({ flags }: ParsedArgv<typeof args>, scope: Scope): 
   const id = identity(flags);
   const format = outputFormat(flags);
   const [reservation, control] = await withLedger(flags, async (ledger) => [await resolveReservation(ledger, id, scope), await readControl(ledger.db)] as const);
-  const output: Record<string, unknown> = { reservation: reservationJson(reservation), dispatch: dispatchJson(control, Date.now()) };
-  if (flags['include-job'] && reservation.jobId !== null) {
-    output['job'] = await jobStatus(orchesjobBin(flags), reservation.jobId);
-  }
+  const job = flags['include-job'] && reservation.jobId !== null ? await jobStatus(orchesjobBin(flags), reservation.jobId) : undefined;
+  const output = statusDocument(reservation, control, Date.now(), job);
   if (format === 'table') {
     writeStdout(reservationDetail(reservation, Math.floor(Date.now() / 1000), output['job']));
   } else {
@@ -48,16 +49,30 @@ export async function status({ flags }: ParsedArgv<typeof args>, scope: Scope): 
   }
 }
 
+/**
+ * The document `status` prints, and `wait` too, so that a script reads both alike: the reservation,
+ * whether dispatching is paused at `nowMs`, and orchesjob's view of the job when there is one.
+ */
+export function statusDocument(reservation: Reservation, control: DispatchControl, nowMs: number, job?: unknown): Record<string, unknown> {
+  const output: Record<string, unknown> = { reservation: reservationJson(reservation), dispatch: dispatchJson(control, nowMs) };
+  if (job !== undefined) output['job'] = job;
+  return output;
+}
+
 /** orchesjob's view of the job: its JSON as printed, or its raw output when it is not JSON. */
 async function jobStatus(bin: string, jobId: string): Promise<unknown> {
   const status = await new OrchesjobClient(bin).jobStatus(jobId);
+  if (status.kind === 'failed') throw new ReserverError('GENERAL', status.message);
+  return jobJson(status);
+}
+
+/** An answer of `orchesjob status --job-id` as the document's `"job"`: its JSON, or its raw output when it is not JSON. */
+export function jobJson(status: Exclude<JobStatus, { readonly kind: 'failed' }>): unknown {
   switch (status.kind) {
     case 'json':
       return status.value;
     case 'raw':
       return { raw_stdout: status.stdout, raw_stderr: status.stderr };
-    case 'failed':
-      throw new ReserverError('GENERAL', status.message);
     default: {
       const unhandled: never = status;
       return unhandled;
