@@ -21,9 +21,12 @@ import * as cancel from './cancel.js';
 import * as history from './history.js';
 import * as list from './list.js';
 import { passThrough } from './proxy.js';
+import * as requeue from './requeue.js';
+import * as reschedule from './reschedule.js';
 import * as reserve from './reserve.js';
 import * as result from './result.js';
 import * as status from './status.js';
+import * as wait from './wait.js';
 
 export const command = defineCommand({
   meta: {
@@ -132,6 +135,9 @@ const VERBS = {
   cancel: gated(cancel.args, cancel.cancel),
   list: gated(list.args, list.list),
   history: gated(history.args, history.history),
+  reschedule: gated(reschedule.args, reschedule.reschedule),
+  requeue: gated(requeue.args, requeue.requeue),
+  wait: gated(wait.args, wait.wait),
 } as const;
 
 /**

@@ -12,7 +12,7 @@ import { stringifySorted } from '../json.js';
  */
 
 /** The verbs a policy may grant. `orchesjob status` is the provider's sensor, run on the host's orchesjob. */
-export const GATE_VERBS = ['reserve', 'status', 'result', 'cancel', 'list', 'history', 'orchesjob status'] as const;
+export const GATE_VERBS = ['reserve', 'status', 'result', 'cancel', 'list', 'history', 'reschedule', 'requeue', 'wait', 'orchesjob status'] as const;
 export type GateVerb = (typeof GATE_VERBS)[number];
 
 /** Verbs that exist but that no key may be granted: they run, remove or rewrite everyone's reservations, read them all, or hold the whole host's dispatching. */
