@@ -5,9 +5,10 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Ledger } from '../../src/db/open.js';
 import { openLedger } from '../../src/db/open.js';
+import type { ControlCommand } from '../../src/events/control.js';
 import type { ReservationCommand } from '../../src/events/index.js';
-import { EVENT_TYPES } from '../../src/events/index.js';
-import { execute } from '../../src/ledger.js';
+import { EVENT_TYPES, IllegalTransitionError } from '../../src/events/index.js';
+import { execute, executeControl, write } from '../../src/ledger.js';
 
 /**
  * docs/auditing.md cannot rot: every query in it runs here, read-only, against a ledger written
@@ -82,7 +83,19 @@ const claim = (runKey: string, atMs: number, owner = OWNER_D1): Promise<void> =>
     startTimeoutMs: 60_000,
   });
 
-/** The scenario, in the order a real edge host would have written it (positions 1..28). */
+async function control(atMs: number, actor: string, command: ControlCommand): Promise<void> {
+  const { events } = await executeControl(ledger.db, command, { actor, now: () => atMs });
+  expect(events).toHaveLength(1);
+}
+
+function eventCount(): number {
+  return ledger.raw.prepare('SELECT count(*) FROM reservation_events').pluck().get() as number;
+}
+
+/** Day 2's times: 00:10 is DAY2 + 600 ... */
+const at = (hh: number, mm: number, ss = 0): number => DAY2 + hh * 3600 + mm * 60 + ss;
+
+/** The scenario, in the order a real edge host would have written it (positions 1..40). */
 async function writeScenario(): Promise<void> {
   ids.set('nightly-ok', await reserveAt('nightly-ok', ms(S), { notBefore: S + 60 })); // 1
   ids.set('nightly-fail', await reserveAt('nightly-fail', ms(S + 10))); // 2
@@ -112,6 +125,27 @@ async function writeScenario(): Promise<void> {
   ids.set('nightly-rerun#2', await reserveAt('nightly-rerun', ms(DAY2 + 300), { notBefore: DAY2 + 360 })); // 26
   await claim('nightly-rerun', ms(DAY2 + 360, 10)); // 27
   await act('nightly-rerun', ms(DAY2 + 361), BY_D1, { type: 'RecordDispatch', jobId: 'job-rerun' }); // 28
+  // Day 2, operator controls: the timed-out job is put back in the queue for 01:00; storage
+  // maintenance pauses dispatching from 00:30 (extended once) to 01:50, so the export is moved out
+  // of the window and then cancelled, and the requeued job runs late when the pause ends.
+  await act('hourly-timeout', ms(at(0, 10)), 'cli:requeue', { type: 'Requeue', notBefore: at(1, 0) }); // 29
+  ids.set('daily-export', await reserveAt('daily-export', ms(at(0, 15)), { notBefore: at(1, 0), expiresAt: at(1, 30) })); // 30
+  await control(ms(at(0, 30)), 'cli:pause', { type: 'Pause', reason: 'storage maintenance', until: at(1, 30) }); // 31
+  await act('daily-export', ms(at(0, 40)), 'cli:reschedule', { type: 'Reschedule', notBefore: at(2, 0), expiresAt: at(2, 30) }); // 32
+  const before = eventCount();
+  await expect(claim('hourly-timeout', ms(at(1, 0)))).rejects.toThrow(IllegalTransitionError); // held by the pause
+  expect(eventCount()).toBe(before);
+  await control(ms(at(1, 10)), 'cli:pause', { type: 'Pause', reason: 'storage maintenance, extended', until: at(1, 50) }); // 33
+  await act('daily-export', ms(at(1, 20)), 'cli:cancel', { type: 'Cancel' }); // 34
+  // 35, 36: a pass of the dispatcher records the end of the pause and claims, in one transaction.
+  await write(ledger.db, { actor: BY_D1, now: () => ms(at(1, 50), 20) }, async (w) => {
+    await w.control({ type: 'Resume', untilPassed: true });
+    await w.execute({ runKey: 'hourly-timeout' }, { type: 'Claim', owner: OWNER_D1, argv: argvOf('hourly-timeout'), startTimeoutMs: 60_000 });
+  });
+  await act('hourly-timeout', ms(at(1, 50, 1)), BY_D1, { type: 'RecordDispatch', jobId: 'job-hourly' }); // 37
+  await control(ms(at(3, 0)), 'cli:pause', { type: 'Pause', reason: 'disk full', until: null }); // 38
+  await control(ms(at(3, 20)), 'cli:resume', { type: 'Resume' }); // 39
+  await control(ms(at(4, 0)), 'cli:pause', { type: 'Pause', reason: 'deploy', until: at(5, 0) }); // 40: still paused at 04:30
 }
 
 function id(key: string): string {
@@ -147,6 +181,8 @@ describe('docs/auditing.md', () => {
     'late-claims',
     'dispatch-failures',
     'cancellations',
+    'reschedules-and-requeues',
+    'dispatch-pauses',
     'dispatch-latency-per-day',
     'waiting',
     'recovered-dispatches',
@@ -160,8 +196,8 @@ describe('docs/auditing.md', () => {
     expect(DOC.match(/<!-- query: /g)?.length).toBe(QUERIES.size);
   });
 
-  it('names every column of both tables and every event type', () => {
-    for (const table of ['reservation_events', 'reservations']) {
+  it('names every column of the three tables and every event type', () => {
+    for (const table of ['reservation_events', 'reservations', 'dispatch_control']) {
       const columns = reader.prepare(`SELECT name FROM pragma_table_info('${table}')`).pluck().all() as string[];
       expect(columns.length).toBeGreaterThan(5);
       for (const column of columns) expect(DOC, `${table}.${column}`).toContain(`\`${column}\``);
@@ -192,13 +228,15 @@ describe('docs/auditing.md', () => {
 
   it('late-claims: reservations claimed late, and by how much', () => {
     expect(run('late-claims', { min_late_ms: 100 })).toEqual([
+      // Requeued for 01:00 and held by the pause: measured from the requeue's not_before, not the reserve's.
+      { claimed_at: '2026-05-05 01:50:00', run_key: 'hourly-timeout', dispatcher_id: D1, due_at: '2026-05-05 01:00:00', late_by_ms: 3_000_020, late_by_ms_recomputed: 3_000_020 },
       { claimed_at: '2026-05-04 00:00:12', run_key: 'nightly-fail', dispatcher_id: D1, due_at: '2026-05-04 00:00:10', late_by_ms: 2500, late_by_ms_recomputed: 2500 },
       { claimed_at: '2026-05-04 00:01:10', run_key: 'nightly-recovered', dispatcher_id: D2, due_at: '2026-05-04 00:01:10', late_by_ms: 500, late_by_ms_recomputed: 500 },
       { claimed_at: '2026-05-04 00:01:00', run_key: 'nightly-ok', dispatcher_id: D1, due_at: '2026-05-04 00:01:00', late_by_ms: 250, late_by_ms_recomputed: 250 },
       { claimed_at: '2026-05-04 00:08:20', run_key: 'hourly-timeout', dispatcher_id: D1, due_at: '2026-05-04 00:08:20', late_by_ms: 100, late_by_ms_recomputed: 100 },
     ]);
     // Unset (NULL in the sqlite3 shell): the default threshold of one second.
-    expect(run('late-claims', { min_late_ms: null }).map((r) => r['run_key'])).toEqual(['nightly-fail']);
+    expect(run('late-claims', { min_late_ms: null }).map((r) => r['run_key'])).toEqual(['hourly-timeout', 'nightly-fail']);
   });
 
   it('dispatch-failures: failures in a time window, with their errors and exit codes', () => {
@@ -217,13 +255,76 @@ describe('docs/auditing.md', () => {
       { cancelled_at: '2026-05-04 00:00:40', run_key: 'nightly-rerun', reservation_id: id('nightly-rerun#1'), cancelled_by: 'cli:cancel', status_before: 'RESERVED', command: '["backup.sh"]' },
       { cancelled_at: '2026-05-04 00:04:10', run_key: 'nightly-fail', reservation_id: id('nightly-fail'), cancelled_by: 'cli:cancel', status_before: 'DISPATCH_FAILED', command: '["backup.sh"]' },
       { cancelled_at: '2026-05-04 00:10:10', run_key: 'adhoc-once', reservation_id: id('adhoc-once'), cancelled_by: 'cli:cancel', status_before: 'RESERVED', command: '["backup.sh"]' },
+      // The event before this cancel is a Rescheduled.
+      { cancelled_at: '2026-05-05 01:20:00', run_key: 'daily-export', reservation_id: id('daily-export'), cancelled_by: 'cli:cancel', status_before: 'RESERVED', command: '["backup.sh"]' },
+    ]);
+  });
+
+  it('reschedules-and-requeues: who gave new times or requeued, and the times before and after', () => {
+    expect(run('reschedules-and-requeues')).toEqual([
+      {
+        at: '2026-05-05 00:10:00', run_key: 'hourly-timeout', reservation_id: id('hourly-timeout'), type: 'Requeued', actor: 'cli:requeue',
+        from_status: 'DISPATCH_FAILED', previous_not_before: null, not_before: '2026-05-05 01:00:00', previous_expires_at: null, expires_at: null,
+      },
+      {
+        at: '2026-05-05 00:40:00', run_key: 'daily-export', reservation_id: id('daily-export'), type: 'Rescheduled', actor: 'cli:reschedule',
+        from_status: 'RESERVED', previous_not_before: '2026-05-05 01:00:00', not_before: '2026-05-05 02:00:00',
+        previous_expires_at: '2026-05-05 01:30:00', expires_at: '2026-05-05 02:30:00',
+      },
+    ]);
+    // "Why a requeued reservation had failed is in the event just before it."
+    const before = reader
+      .prepare("SELECT p.type, json_extract(p.data, '$.error') AS error FROM reservation_events AS e JOIN reservation_events AS p ON p.reservation_id = e.reservation_id AND p.version = e.version - 1 WHERE e.type = 'Requeued'")
+      .all();
+    expect(before).toEqual([{ type: 'DispatchFailed', error: TIMEOUT_ERROR }]);
+  });
+
+  it('dispatch-pauses: each pause, who began it and why, how and when it ended', () => {
+    const storage = {
+      paused_at: '2026-05-05 00:30:00', paused_by: 'cli:pause', reason: 'storage maintenance, extended', until: '2026-05-05 01:50:00',
+      changes: 1, ended_at: '2026-05-05 01:50:00', ended_by: 'until', paused_s: 4800,
+    };
+    const disk = {
+      paused_at: '2026-05-05 03:00:00', paused_by: 'cli:pause', reason: 'disk full', until: null,
+      changes: 0, ended_at: '2026-05-05 03:20:00', ended_by: 'cli:resume', paused_s: 1200,
+    };
+    const deploy = { paused_at: '2026-05-05 04:00:00', paused_by: 'cli:pause', reason: 'deploy', until: '2026-05-05 05:00:00', changes: 0 };
+    expect(run('dispatch-pauses', { now: at(4, 30) })).toEqual([storage, disk, { ...deploy, ended_at: null, ended_by: null, paused_s: 1800 }]);
+    // Its until has passed by 05:30, recorded or not.
+    expect(run('dispatch-pauses', { now: at(5, 30) })).toEqual([storage, disk, { ...deploy, ended_at: '2026-05-05 05:00:00', ended_by: 'until', paused_s: 3600 }]);
+    // Before the deploy pause's until: the pause in force is dispatch_control's row.
+    const control = reader.prepare('SELECT * FROM dispatch_control').all();
+    expect(control).toEqual([{ stream_id: '@dispatch', paused: 1, reason: 'deploy', until: at(5, 0), since: at(4, 0), actor: 'cli:pause', version: 6 }]);
+    // Unset :now means the wall clock, long after 2026-05-05 05:00 or before it: the same three pauses.
+    expect(run('dispatch-pauses', { now: null }).map((r) => r['reason'])).toEqual(['storage maintenance, extended', 'disk full', 'deploy']);
+  });
+
+  it('run-key-history of the empty run key is the control stream', () => {
+    const rows = run('run-key-history', { run_key: '' });
+    expect(rows.map(({ position, reservation_id, version, type, actor }) => ({ position, reservation_id, version, type, actor }))).toEqual([
+      { position: 31, reservation_id: '@dispatch', version: 1, type: 'DispatchPaused', actor: 'cli:pause' },
+      { position: 33, reservation_id: '@dispatch', version: 2, type: 'DispatchPaused', actor: 'cli:pause' },
+      { position: 35, reservation_id: '@dispatch', version: 3, type: 'DispatchResumed', actor: BY_D1 },
+      { position: 38, reservation_id: '@dispatch', version: 4, type: 'DispatchPaused', actor: 'cli:pause' },
+      { position: 39, reservation_id: '@dispatch', version: 5, type: 'DispatchResumed', actor: 'cli:resume' },
+      { position: 40, reservation_id: '@dispatch', version: 6, type: 'DispatchPaused', actor: 'cli:pause' },
+    ]);
+    expect(rows.map((r) => JSON.parse(r['data'] as string))).toEqual([
+      { reason: 'storage maintenance', until: at(1, 30) },
+      { reason: 'storage maintenance, extended', until: at(1, 50) },
+      { until_passed: true },
+      { reason: 'disk full', until: null },
+      {},
+      { reason: 'deploy', until: at(5, 0) },
     ]);
   });
 
   it('dispatch-latency-per-day: time from reserve (and from due) to dispatch', () => {
     expect(run('dispatch-latency-per-day')).toEqual([
       { day: '2026-05-04', dispatches: 2, avg_reserve_to_dispatch_s: 43, max_reserve_to_dispatch_s: 61, avg_due_to_dispatch_ms: 13000, max_due_to_dispatch_ms: 25000 },
-      { day: '2026-05-05', dispatches: 1, avg_reserve_to_dispatch_s: 61, max_reserve_to_dispatch_s: 61, avg_due_to_dispatch_ms: 1000, max_due_to_dispatch_ms: 1000 },
+      // nightly-rerun (61 s, 1000 ms) and hourly-timeout: reserved the day before (92501 s), requeued for
+      // 01:00 and dispatched at 01:50:01, after the pause (3001000 ms from the requeue's not_before).
+      { day: '2026-05-05', dispatches: 2, avg_reserve_to_dispatch_s: 46281, max_reserve_to_dispatch_s: 92501, avg_due_to_dispatch_ms: 1501000, max_due_to_dispatch_ms: 3001000 },
     ]);
   });
 
@@ -256,7 +357,7 @@ describe('docs/auditing.md', () => {
     ];
     const projection = reader.prepare(`SELECT ${columns.join(', ')} FROM reservations ORDER BY run_key`).all() as Record<string, unknown>[];
     expect(projection.map((r) => r['run_key'])).toEqual([
-      'hourly-timeout', 'nightly-expire', 'nightly-fail', 'nightly-ok', 'nightly-recovered', 'nightly-released', 'nightly-rerun', 'weekly-report',
+      'daily-export', 'hourly-timeout', 'nightly-expire', 'nightly-fail', 'nightly-ok', 'nightly-recovered', 'nightly-released', 'nightly-rerun', 'weekly-report',
     ]);
     for (const row of projection) {
       expect(run('rebuild-state', { run_key: row['run_key'] })).toEqual([row]);
@@ -265,6 +366,22 @@ describe('docs/auditing.md', () => {
       reservation_status: 'EXPIRED',
       last_error: 'expired before dispatch',
       updated_at: S + 200,
+    });
+    // Requeued (new not_before, last_error cleared), then dispatched.
+    expect(run('rebuild-state', { run_key: 'hourly-timeout' })[0]).toMatchObject({
+      reservation_status: 'DISPATCHED',
+      not_before: at(1, 0),
+      expires_at: null,
+      last_error: null,
+      job_id: 'job-hourly',
+      version: 6,
+    });
+    // Rescheduled (the times), then cancelled (the status).
+    expect(run('rebuild-state', { run_key: 'daily-export' })[0]).toMatchObject({
+      reservation_status: 'CANCELLED',
+      not_before: at(2, 0),
+      expires_at: at(2, 30),
+      version: 3,
     });
     expect(run('rebuild-state', { run_key: 'nightly-rerun' })[0]).toMatchObject({
       reservation_id: id('nightly-rerun#2'),

@@ -12,9 +12,12 @@ import {
   IllegalTransitionError,
   InvalidLedgerError,
   MAX_ERROR_CHARS,
+  RejectedCommandError,
   statusOf,
 } from '../../src/events/index.js';
 import type {
+  ControlEventType,
+  DispatchGate,
   EventType,
   NewEvent,
   Reservation,
@@ -54,6 +57,8 @@ const cleanCmd: ReservationCommand = { type: 'Clean' };
 const releaseCmd: ReservationCommand = { type: 'ReleaseClaim', reason: 'owner gone' };
 const REFUSAL = 'refused by policy: command "/jobs/import.sh" is not allowed for this key (key k)';
 const refuseCmd: ReservationCommand = { type: 'Refuse', reason: REFUSAL };
+const rescheduleCmd = (times: { notBefore?: number; expiresAt?: number | null }): ReservationCommand => ({ type: 'Reschedule', ...times });
+const requeueCmd = (times: { notBefore?: number; expiresAt?: number | null } = {}): ReservationCommand => ({ type: 'Requeue', ...times });
 
 /** One step of a history: a command decided at a clock reading (epoch ms). */
 type Step = readonly [ReservationCommand, number];
@@ -108,19 +113,19 @@ const ALL_STATUSES = Object.keys(STREAMS) as Status[];
 
 type ErrorClass = new (...args: never[]) => Error;
 
-/** given(events).when(command, nowMs).then(expected event types | error class) */
+/** given(events).when(command, nowMs[, dispatch]).then(expected event types | error class) */
 function given(events: readonly ReservationEvent[]) {
   const state = fold(events);
   return {
     state,
-    when(command: ReservationCommand, nowMs: number) {
+    when(command: ReservationCommand, nowMs: number, dispatch?: DispatchGate) {
       return {
         then(expected: readonly EventType[] | ErrorClass): NewEvent[] {
           if (typeof expected === 'function') {
-            expect(() => decide(state, command, nowMs)).toThrow(expected);
+            expect(() => decide(state, command, nowMs, dispatch)).toThrow(expected);
             return [];
           }
-          const out = decide(state, command, nowMs);
+          const out = decide(state, command, nowMs, dispatch);
           expect(out.map((e) => e.type)).toEqual(expected);
           return out;
         },
@@ -148,13 +153,19 @@ const COMMANDS: Record<ReservationCommand['type'], Step> = {
   Cancel: [cancelCmd, AT.cancel],
   Clean: [cleanCmd, AT.clean],
   ReleaseClaim: [releaseCmd, AT.release],
+  Reschedule: [rescheduleCmd({ notBefore: T0 + 120 }), AT.cancel],
+  // A new expires_at: the fixtures' (T0 + 3600) has passed at AT.clean, which a requeue refuses.
+  Requeue: [requeueCmd({ notBefore: T0 + 7300, expiresAt: T0 + 10_800 }), AT.clean],
 };
+
+/** The event types of a reservation's stream: all but the dispatch control stream's. */
+type StreamEventType = Exclude<EventType, ControlEventType>;
 
 /**
  * DESIGN.md's state machine, written out literally: command -> (event, statuses it may come from).
  * NONE is an empty stream; CLEANED a cleaned one (the run key is free again).
  */
-const DESIGN_TABLE: Record<ReservationCommand['type'], { event: EventType; from: readonly Status[] }> = {
+const DESIGN_TABLE: Record<ReservationCommand['type'], { event: StreamEventType; from: readonly Status[] }> = {
   Reserve: { event: 'Reserved', from: ['NONE', 'CLEANED'] },
   Claim: { event: 'DispatchClaimed', from: ['RESERVED'] },
   Expire: { event: 'Expired', from: ['RESERVED'] },
@@ -164,10 +175,12 @@ const DESIGN_TABLE: Record<ReservationCommand['type'], { event: EventType; from:
   Refuse: { event: 'DispatchRefused', from: ['RESERVED'] },
   ReleaseClaim: { event: 'ClaimReleased', from: ['DISPATCHING'] },
   Clean: { event: 'Cleaned', from: ['DISPATCHED', 'CANCELLED', 'EXPIRED', 'DISPATCH_FAILED'] },
+  Reschedule: { event: 'Rescheduled', from: ['RESERVED'] },
+  Requeue: { event: 'Requeued', from: ['DISPATCH_FAILED', 'EXPIRED'] },
 };
 
-/** The status each event leads to, from the same table. */
-const DESIGN_TO: Record<EventType, ReservationStatus | 'CLEANED'> = {
+/** The status each reservation event leads to, from the same table (control events lead to none). */
+const DESIGN_TO: Record<StreamEventType, ReservationStatus | 'CLEANED'> = {
   Reserved: 'RESERVED',
   DispatchClaimed: 'DISPATCHING',
   Expired: 'EXPIRED',
@@ -178,6 +191,8 @@ const DESIGN_TO: Record<EventType, ReservationStatus | 'CLEANED'> = {
   Cleaned: 'CLEANED',
   DispatchAttemptFailed: 'RESERVED',
   DispatchRefused: 'DISPATCH_FAILED',
+  Rescheduled: 'RESERVED',
+  Requeued: 'RESERVED',
 };
 
 const statusAfter = (s: ReservationState): Status =>
@@ -562,6 +577,10 @@ describe('evolve: an event that cannot follow is a corrupt ledger', () => {
     ClaimReleased: { reason: 'r', previous_owner: null },
     DispatchAttemptFailed: { error: 'e', exit_code: 1, attempt: 1, max_attempts: 2, retry_at: T0 },
     DispatchRefused: { error: 'refused by policy: e' },
+    Rescheduled: { not_before: T0 + 9000, expires_at: null, previous_not_before: T0 + 60, previous_expires_at: T0 + 3600 },
+    Requeued: { not_before: null, expires_at: null, previous_not_before: T0 + 60, previous_expires_at: T0 + 3600, previous_status: 'EXPIRED' },
+    DispatchPaused: { reason: 'maintenance', until: null },
+    DispatchResumed: {},
   };
   const eventOf = (type: EventType, version: number): ReservationEvent =>
     stamp([{ type, data: EVENT_DATA[type] } as NewEvent], { reservationId: RID, runKey: RUN_KEY, version: version - 1 }, {
@@ -570,7 +589,10 @@ describe('evolve: an event that cannot follow is a corrupt ledger', () => {
       newId: () => 'EVTBAD',
     })[0] as ReservationEvent;
 
-  /** DESIGN.md's table again, by event: the statuses each event may follow. */
+  /**
+   * DESIGN.md's table again, by event: the statuses each event may follow. The control stream's
+   * events follow none: in a reservation's stream they are a corrupt ledger, whatever its status.
+   */
   const FOLLOWS: Record<EventType, readonly Status[]> = {
     Reserved: ['NONE'], // a Reserved after Cleaned starts a new stream, never continues the old one
     DispatchClaimed: ['RESERVED'],
@@ -582,19 +604,34 @@ describe('evolve: an event that cannot follow is a corrupt ledger', () => {
     Cleaned: ['DISPATCHED', 'CANCELLED', 'EXPIRED', 'DISPATCH_FAILED'],
     DispatchAttemptFailed: ['DISPATCHING'],
     DispatchRefused: ['RESERVED'],
+    Rescheduled: ['RESERVED'],
+    Requeued: ['DISPATCH_FAILED', 'EXPIRED'],
+    DispatchPaused: [],
+    DispatchResumed: [],
   };
 
   for (const status of ALL_STATUSES) {
     for (const type of Object.keys(FOLLOWS) as EventType[]) {
-      const ok = FOLLOWS[type].includes(status);
-      it(`${status} + ${type}: ${ok ? `-> ${DESIGN_TO[type]}` : 'InvalidLedgerError'}`, () => {
+      const to = type === 'DispatchPaused' || type === 'DispatchResumed' ? null : DESIGN_TO[type];
+      const ok = to !== null && FOLLOWS[type].includes(status);
+      it(`${status} + ${type}: ${ok ? `-> ${to}` : 'InvalidLedgerError'}`, () => {
         const state = fold(STREAMS[status]());
         const event = eventOf(type, (state?.version ?? 0) + 1);
-        if (ok) expect(statusAfter(evolve(state, event))).toBe(DESIGN_TO[type]);
+        if (ok) expect(statusAfter(evolve(state, event))).toBe(to);
         else expect(() => evolve(state, event)).toThrow(InvalidLedgerError);
       });
     }
   }
+
+  it('a control event in a reservation stream names itself and the status', () => {
+    const state = fold(STREAMS.RESERVED());
+    expect(() => evolve(state, eventOf('DispatchPaused', 2))).toThrowErrorMatchingInlineSnapshot(
+      `[InvalidLedgerError: ledger event EVTBAD (DispatchPaused, version 2) of reservation 01JTESTRESERVATION0000000001 cannot follow status RESERVED]`,
+    );
+    expect(() => evolve(null, eventOf('DispatchResumed', 1))).toThrowErrorMatchingInlineSnapshot(
+      `[InvalidLedgerError: ledger event EVTBAD (DispatchResumed, version 1) of reservation 01JTESTRESERVATION0000000001 cannot follow status NONE]`,
+    );
+  });
 
   it('the error names the event and the status', () => {
     const state = fold(STREAMS.DISPATCHED());
@@ -737,5 +774,246 @@ describe('Refuse (run --policy)', () => {
   it('keeps the reason bounded like a failure', () => {
     const [event] = decide(fold(STREAMS.RESERVED()), { type: 'Refuse', reason: 'r'.repeat(MAX_ERROR_CHARS + 10) }, AT.claim);
     expect(event?.type === 'DispatchRefused' && event.data.error.length).toBe(MAX_ERROR_CHARS);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Operator controls: reschedule, requeue, and claims while dispatching is paused.
+
+/** RESERVED with a pending retry: attempt 1 of 3 failed at T0+63, due again at retry_at T0+123. */
+const retryPending = (): ReservationEvent[] =>
+  history(
+    [{ ...(reserveCmd() as Extract<ReservationCommand, { type: 'Reserve' }>), maxAttempts: 3, retryDelay: 60 }, AT.reserve],
+    [claimCmd, AT.claim],
+    [failCmd, AT.fail],
+  );
+
+/** Stamp what `decide` returned onto the stream `events` and fold it, as the write path does. */
+function applied(events: readonly ReservationEvent[], decided: readonly NewEvent[], nowMs: number): ReservationState {
+  const state = fold(events);
+  return fold(stamp(decided, { reservationId: RID, runKey: RUN_KEY, version: state?.version ?? 0 }, { nowMs, actor: 'test', newId }), state);
+}
+
+describe('Reschedule (new times for a RESERVED reservation)', () => {
+  const at = (T0 + 30) * 1000;
+
+  it('given [Reserved], when Reschedule --not-before, then [Rescheduled] with the new and previous times; expires_at kept', () => {
+    const events = STREAMS.RESERVED();
+    const decided = given(events).when(rescheduleCmd({ notBefore: T0 + 900 }), at).then(['Rescheduled']);
+    expect(decided).toEqual([
+      { type: 'Rescheduled', data: { not_before: T0 + 900, expires_at: T0 + 3600, previous_not_before: T0 + 60, previous_expires_at: T0 + 3600 } },
+    ]);
+    expect(applied(events, decided, at)).toEqual({ ...fold(events), notBefore: T0 + 900, updatedAt: T0 + 30, version: 2 });
+  });
+
+  it('--expires-at alone keeps not_before; --no-expiry (null) removes expires_at; both may change at once', () => {
+    const events = STREAMS.RESERVED();
+    expect(decide(fold(events), rescheduleCmd({ expiresAt: T0 + 7200 }), at)[0]?.data).toEqual({
+      not_before: T0 + 60, expires_at: T0 + 7200, previous_not_before: T0 + 60, previous_expires_at: T0 + 3600,
+    });
+    const noExpiry = decide(fold(events), rescheduleCmd({ expiresAt: null }), at);
+    expect(noExpiry[0]?.data).toEqual({ not_before: T0 + 60, expires_at: null, previous_not_before: T0 + 60, previous_expires_at: T0 + 3600 });
+    expect(applied(events, noExpiry, at)).toMatchObject({ status: 'RESERVED', notBefore: T0 + 60, expiresAt: null });
+    expect(decide(fold(events), rescheduleCmd({ notBefore: T0 + 5000, expiresAt: T0 + 6000 }), at)[0]?.data).toEqual({
+      not_before: T0 + 5000, expires_at: T0 + 6000, previous_not_before: T0 + 60, previous_expires_at: T0 + 3600,
+    });
+  });
+
+  it('the new times are the ones claims and expiry go by', () => {
+    const events = STREAMS.RESERVED();
+    const state = applied(events, decide(fold(events), rescheduleCmd({ notBefore: T0 + 900, expiresAt: T0 + 1000 }), at), at);
+    expect(() => decide(state, claimCmd, AT.claim)).toThrowErrorMatchingInlineSnapshot(
+      `[IllegalTransitionError: reservation is not due until 1777830900]`,
+    );
+    expect(decide(state, claimCmd, (T0 + 900) * 1000).map((e) => e.type)).toEqual(['DispatchClaimed']);
+    expect(decide(state, expireCmd, (T0 + 1000) * 1000)).toEqual([{ type: 'Expired', data: { expires_at: T0 + 1000 } }]);
+  });
+
+  it('a new not_before replaces a pending retry: due at the new time, attempts and last_error kept', () => {
+    const events = retryPending();
+    expect(fold(events)).toMatchObject({ status: 'RESERVED', attempts: 1, retryAt: T0 + 123, lastError: 'exit 3: boom' });
+    const decided = given(events).when(rescheduleCmd({ notBefore: T0 + 90 }), (T0 + 70) * 1000).then(['Rescheduled']);
+    const state = applied(events, decided, (T0 + 70) * 1000);
+    expect(state).toMatchObject({ status: 'RESERVED', notBefore: T0 + 90, retryAt: null, attempts: 1, lastError: 'exit 3: boom' });
+    expect(decide(state, claimCmd, (T0 + 90) * 1000).map((e) => e.type)).toEqual(['DispatchClaimed']);
+  });
+
+  it('a change of expires_at alone keeps a pending retry', () => {
+    const events = retryPending();
+    const decided = given(events).when(rescheduleCmd({ expiresAt: T0 + 7200 }), (T0 + 70) * 1000).then(['Rescheduled']);
+    const state = applied(events, decided, (T0 + 70) * 1000);
+    expect(state).toMatchObject({ notBefore: T0 + 60, expiresAt: T0 + 7200, retryAt: T0 + 123, attempts: 1 });
+    expect(() => decide(state, claimCmd, (T0 + 122) * 1000)).toThrow(IllegalTransitionError);
+    expect(decide(state, claimCmd, (T0 + 123) * 1000).map((e) => e.type)).toEqual(['DispatchClaimed']);
+  });
+
+  it('an expires_at before not_before (given, or kept from before) is a RejectedCommandError', () => {
+    const events = STREAMS.RESERVED(); // not_before T0+60, expires_at T0+3600
+    given(events).when(rescheduleCmd({ notBefore: T0 + 500, expiresAt: T0 + 499 }), at).then(RejectedCommandError);
+    given(events).when(rescheduleCmd({ expiresAt: T0 + 59 }), at).then(RejectedCommandError);
+    given(events).when(rescheduleCmd({ notBefore: T0 + 3601 }), at).then(RejectedCommandError);
+    let caught: unknown;
+    try {
+      decide(fold(events), rescheduleCmd({ notBefore: T0 + 3601 }), at);
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toBeInstanceOf(RejectedCommandError);
+    expect((caught as RejectedCommandError).command).toBe('Reschedule');
+    expect((caught as Error).message).toMatchInlineSnapshot(`"expires_at (1777833600) is before not_before (1777833601)"`);
+    // Without expires_at, any not_before will do.
+    given(events).when(rescheduleCmd({ notBefore: T0 + 99_999, expiresAt: null }), at).then(['Rescheduled']);
+  });
+
+  it.each(['DISPATCHING', 'DISPATCHED', 'DISPATCH_FAILED', 'EXPIRED', 'CANCELLED', 'CLEANED', 'NONE'] as const)(
+    'given %s, when Reschedule, then IllegalTransitionError, even with times it would refuse',
+    (status) => {
+      given(STREAMS[status]()).when(rescheduleCmd({ notBefore: T0 + 900 }), AT.clean).then(IllegalTransitionError);
+      given(STREAMS[status]()).when(rescheduleCmd({ notBefore: T0 + 900, expiresAt: T0 }), AT.clean).then(IllegalTransitionError);
+    },
+  );
+
+  it('the refusal names the command and the status', () => {
+    expect(() => decide(fold(STREAMS.EXPIRED()), rescheduleCmd({ notBefore: T0 }), AT.clean)).toThrowErrorMatchingInlineSnapshot(
+      `[IllegalTransitionError: cannot Reschedule a reservation in status EXPIRED]`,
+    );
+  });
+});
+
+describe('Requeue (DISPATCH_FAILED or EXPIRED back to RESERVED)', () => {
+  it('given [Reserved, DispatchClaimed, DispatchFailed], when Requeue, then [Requeued]: RESERVED, attempts 0, last_error, retry_at and job_id null', () => {
+    const events = STREAMS.DISPATCH_FAILED();
+    const nowMs = (T0 + 100) * 1000;
+    const decided = given(events).when(requeueCmd(), nowMs).then(['Requeued']);
+    expect(decided).toEqual([
+      {
+        type: 'Requeued',
+        data: { not_before: T0 + 60, expires_at: T0 + 3600, previous_not_before: T0 + 60, previous_expires_at: T0 + 3600, previous_status: 'DISPATCH_FAILED' },
+      },
+    ]);
+    expect(applied(events, decided, nowMs)).toEqual({
+      ...fold(events),
+      status: 'RESERVED',
+      attempts: 0,
+      lastError: null,
+      retryAt: null,
+      jobId: null,
+      claim: null,
+      updatedAt: T0 + 100,
+      version: 4,
+    });
+  });
+
+  it('a requeued reservation is claimed again, and its attempts count from 0', () => {
+    const retrying: ReservationCommand = { ...(reserveCmd() as Extract<ReservationCommand, { type: 'Reserve' }>), maxAttempts: 2, retryDelay: 0 };
+    const ms = AT.claim;
+    const events = history(
+      [retrying, AT.reserve],
+      [claimCmd, ms],
+      [failCmd, ms + 1],
+      [claimCmd, ms + 2],
+      [failCmd, ms + 3],
+      [requeueCmd(), ms + 4],
+      [claimCmd, ms + 5],
+      [failCmd, ms + 6],
+    );
+    expect(events.map((e) => e.type)).toEqual([
+      'Reserved', 'DispatchClaimed', 'DispatchAttemptFailed', 'DispatchClaimed', 'DispatchFailed',
+      'Requeued', 'DispatchClaimed', 'DispatchAttemptFailed',
+    ]);
+    expect(events[7]?.data).toMatchObject({ attempt: 1, max_attempts: 2 });
+    expect(fold(events)).toMatchObject({ status: 'RESERVED', attempts: 1 });
+  });
+
+  it('a refused reservation (DispatchRefused) may be requeued too', () => {
+    const events = history([reserveCmd(), AT.reserve], [refuseCmd, AT.claim]);
+    const [event] = given(events).when(requeueCmd(), AT.claim + 1000).then(['Requeued']);
+    expect(event?.data).toMatchObject({ previous_status: 'DISPATCH_FAILED' });
+    expect(applied(events, [event!], AT.claim + 1000)).toMatchObject({ status: 'RESERVED', lastError: null });
+  });
+
+  it('an EXPIRED reservation whose expires_at has passed needs a new one: without it, RejectedCommandError', () => {
+    const events = STREAMS.EXPIRED(); // expired at T0+3600
+    let caught: unknown;
+    try {
+      decide(fold(events), requeueCmd(), AT.clean);
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toBeInstanceOf(RejectedCommandError);
+    expect((caught as RejectedCommandError).command).toBe('Requeue');
+    expect((caught as Error).message).toMatchInlineSnapshot(
+      `"expires_at 1777833600 has passed: the reservation would expire again at once; give a new --expires-at or --no-expiry"`,
+    );
+    // A new not_before alone keeps the passed expires_at: still refused.
+    given(events).when(requeueCmd({ notBefore: T0 + 8000 }), AT.clean).then(RejectedCommandError);
+  });
+
+  it('--no-expiry (expiresAt null) requeues an EXPIRED reservation for good', () => {
+    const events = STREAMS.EXPIRED();
+    const decided = given(events).when(requeueCmd({ expiresAt: null }), AT.clean).then(['Requeued']);
+    expect(decided[0]?.data).toEqual({
+      not_before: T0 + 60, expires_at: null, previous_not_before: T0 + 60, previous_expires_at: T0 + 3600, previous_status: 'EXPIRED',
+    });
+    const state = applied(events, decided, AT.clean);
+    expect(state).toMatchObject({ status: 'RESERVED', expiresAt: null, lastError: null, attempts: 0, retryAt: null, jobId: null });
+    expect(decide(state, claimCmd, AT.clean + 1).map((e) => e.type)).toEqual(['DispatchClaimed']);
+  });
+
+  it('a new expires_at must lie after now (at now it is refused, a second later accepted) and not before not_before', () => {
+    const events = STREAMS.EXPIRED();
+    const now = T0 + 7200;
+    given(events).when(requeueCmd({ expiresAt: now }), now * 1000).then(RejectedCommandError);
+    given(events).when(requeueCmd({ expiresAt: now + 1 }), now * 1000).then(['Requeued']);
+    given(events).when(requeueCmd({ notBefore: now + 600, expiresAt: now + 599 }), now * 1000).then(RejectedCommandError);
+    given(events).when(requeueCmd({ notBefore: now + 600, expiresAt: now + 600 }), now * 1000).then(['Requeued']);
+  });
+
+  it('a DISPATCH_FAILED reservation whose expires_at passed meanwhile needs a new one as well', () => {
+    const events = STREAMS.DISPATCH_FAILED();
+    given(events).when(requeueCmd(), (T0 + 3600) * 1000).then(RejectedCommandError);
+    given(events).when(requeueCmd(), (T0 + 3600) * 1000 - 1).then(['Requeued']);
+  });
+
+  it.each(['NONE', 'RESERVED', 'DISPATCHING', 'DISPATCHED', 'CANCELLED', 'CLEANED'] as const)(
+    'given %s, when Requeue, then IllegalTransitionError',
+    (status) => {
+      given(STREAMS[status]()).when(requeueCmd({ expiresAt: null }), AT.clean).then(IllegalTransitionError);
+      given(STREAMS[status]()).when(requeueCmd(), AT.clean).then(IllegalTransitionError);
+    },
+  );
+});
+
+describe('Claim while dispatching is paused', () => {
+  const PAUSED: DispatchGate = { paused: true };
+
+  it('given [Reserved] and a pause in force, when Claim, then IllegalTransitionError; nothing else is held', () => {
+    const events = STREAMS.RESERVED();
+    given(events).when(claimCmd, AT.claim, PAUSED).then(IllegalTransitionError);
+    expect(() => decide(fold(events), claimCmd, AT.claim, PAUSED)).toThrowErrorMatchingInlineSnapshot(
+      `[IllegalTransitionError: dispatching is paused]`,
+    );
+    given(events).when(claimCmd, AT.claim, { paused: false }).then(['DispatchClaimed']);
+    given(events).when(claimCmd, AT.claim).then(['DispatchClaimed']);
+  });
+
+  it('a pause holds claims only: expiry, cancel, reschedule, requeue and the record of a start in flight go on', () => {
+    given(STREAMS.RESERVED()).when(expireCmd, AT.expire, PAUSED).then(['Expired']);
+    given(STREAMS.RESERVED()).when(cancelCmd, AT.cancel, PAUSED).then(['Cancelled']);
+    given(STREAMS.RESERVED()).when(rescheduleCmd({ notBefore: T0 + 900 }), AT.cancel, PAUSED).then(['Rescheduled']);
+    given(STREAMS.RESERVED()).when(refuseCmd, AT.claim, PAUSED).then(['DispatchRefused']);
+    given(STREAMS.EXPIRED()).when(requeueCmd({ expiresAt: null }), AT.clean, PAUSED).then(['Requeued']);
+    given(STREAMS.DISPATCHING()).when(dispatchCmd, AT.dispatch, PAUSED).then(['Dispatched']);
+    given(STREAMS.DISPATCHING()).when(failCmd, AT.fail, PAUSED).then(['DispatchFailed']);
+    given(STREAMS.DISPATCHING()).when(releaseCmd, AT.release, PAUSED).then(['ClaimReleased']);
+  });
+
+  it('a claim the state machine refuses anyway says why it is refused, not that dispatching is paused', () => {
+    expect(() => decide(fold(STREAMS.RESERVED()), claimCmd, (T0 + 59) * 1000, PAUSED)).toThrowErrorMatchingInlineSnapshot(
+      `[IllegalTransitionError: reservation is not due until 1777830060]`,
+    );
+    expect(() => decide(fold(STREAMS.CANCELLED()), claimCmd, AT.claim, PAUSED)).toThrowErrorMatchingInlineSnapshot(
+      `[IllegalTransitionError: cannot Claim a reservation in status CANCELLED]`,
+    );
   });
 });
