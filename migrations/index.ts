@@ -4,6 +4,7 @@ import { ledger } from './0001_ledger.js';
 import { adoptPythonRows } from './0002_adopt_python_rows.js';
 import { retries } from './0003_retries.js';
 import { dueIndex } from './0004_due_index.js';
+import { metricsCounts } from './0005_metrics_counts.js';
 
 /**
  * Every migration, in order, registered statically: the CLI is bundled and never scans a folder.
@@ -19,6 +20,7 @@ export function migrations(native: NativeDatabase): Readonly<Record<string, Migr
     '0002_adopt_python_rows': adoptPythonRows(native),
     '0003_retries': retries,
     '0004_due_index': dueIndex,
+    '0005_metrics_counts': metricsCounts,
   };
 }
 

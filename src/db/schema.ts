@@ -50,7 +50,21 @@ export interface ReservationsTable {
   retry_at: number | null;
 }
 
+/** Ledger events per type, kept by a trigger on every insert (migration 0005): what the metrics read. */
+export interface MetricsEventCountsTable {
+  type: string;
+  events: number;
+}
+
+/** Projection rows per status, kept by triggers on `reservations` (migration 0005). */
+export interface MetricsStatusCountsTable {
+  status: string;
+  reservations: number;
+}
+
 export interface Database {
   reservation_events: ReservationEventsTable;
   reservations: ReservationsTable;
+  metrics_event_counts: MetricsEventCountsTable;
+  metrics_status_counts: MetricsStatusCountsTable;
 }

@@ -6,10 +6,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { Ledger } from '../../src/db/open.js';
 import { openLedger } from '../../src/db/open.js';
 import type { ReservationCommand, ReservationStatus } from '../../src/events/index.js';
-import { fold, IllegalTransitionError } from '../../src/events/index.js';
+import { EVENT_TYPES, fold, IllegalTransitionError, RESERVATION_STATUSES } from '../../src/events/index.js';
 import { readStream } from '../../src/events/store.js';
 import { ReserverError } from '../../src/errors.js';
 import { execute } from '../../src/ledger.js';
+import { readLedgerMetrics } from '../../src/metrics/ledger.js';
 import { anyExpiring, findExpiring, findReady, nextDueAt } from '../../src/projections/reservations.js';
 
 /**
@@ -212,6 +213,19 @@ async function checkDispatcherQueries(model: Model, real: Real): Promise<void> {
   expect(await anyExpiring(db, model.now)).toBe(expiring.length > 0);
   const wakes = waiting.flatMap((m) => [Math.max(dueAt(m), m.retryAt ?? 0), ...(m.expiresAt === null ? [] : [m.expiresAt])]);
   expect(await nextDueAt(db)).toBe(wakes.length === 0 ? null : Math.min(...wakes));
+  await checkMetrics(model, real, waiting);
+}
+
+/** The metrics' counts (kept by triggers) against the tables and the model; due and oldest due against the model. */
+async function checkMetrics(model: Model, real: Real, waiting: ModelReservation[]): Promise<void> {
+  const metrics = await readLedgerMetrics(real.ledger.db, model.now * 1000 + 999);
+  const statuses = Object.fromEntries(RESERVATION_STATUSES.map((s) => [s, [...model.live.values()].filter((m) => m.status === s).length]));
+  expect(Object.fromEntries(metrics.reservations)).toEqual(statuses);
+  const byType = real.ledger.raw.prepare('SELECT type, count(*) AS n FROM reservation_events GROUP BY type').all() as { type: string; n: number }[];
+  expect(Object.fromEntries(metrics.events)).toEqual({ ...Object.fromEntries(EVENT_TYPES.map((t) => [t, 0])), ...Object.fromEntries(byType.map((r) => [r.type, r.n])) });
+  const dueSince = waiting.map((m) => Math.max(m.notBefore ?? m.createdAt, m.retryAt ?? 0)).filter((at) => at <= model.now);
+  expect(metrics.due).toBe(dueSince.length);
+  expect(metrics.oldestDueAgeSeconds).toBeCloseTo(dueSince.length === 0 ? 0 : model.now + 0.999 - Math.min(...dueSince), 6);
 }
 
 class ReserveCmd implements fc.AsyncCommand<Model, Real> {
