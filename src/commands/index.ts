@@ -3,7 +3,7 @@
  * `dist/commands/<name>.js`, and `dist/cli.js` loads only the one asked for (scripts/build.mjs): a
  * `reserve` over SSH does not pay for loading the dispatcher. Each module exports its `command`.
  */
-export const SUBCOMMAND_NAMES = ['reserve', 'run', 'status', 'result', 'cancel', 'list', 'clean', 'history', 'events', 'replay', 'gate'] as const;
+export const SUBCOMMAND_NAMES = ['reserve', 'run', 'status', 'result', 'cancel', 'list', 'clean', 'history', 'events', 'replay', 'gate', 'metrics'] as const;
 
 export type SubCommandName = (typeof SUBCOMMAND_NAMES)[number];
 
@@ -24,4 +24,5 @@ export const SUBCOMMAND_DESCRIPTIONS: { readonly [N in SubCommandName]: string }
   events: 'Ledger events as JSON Lines (--follow to keep tailing)',
   replay: 'Reservations as of a position or time; verify or rebuild the projection',
   gate: 'The forced command of an SSH key: run SSH_ORIGINAL_COMMAND if the policy grants it',
+  metrics: "Print the ledger's Prometheus metrics (text format) once",
 };

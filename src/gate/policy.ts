@@ -16,7 +16,7 @@ export const GATE_VERBS = ['reserve', 'status', 'result', 'cancel', 'list', 'his
 export type GateVerb = (typeof GATE_VERBS)[number];
 
 /** Verbs that exist but that no key may be granted: they run, remove or rewrite everyone's reservations, or read them all. */
-const NEVER_GRANTED = ['run', 'clean', 'replay', 'events', 'gate'];
+const NEVER_GRANTED = ['run', 'clean', 'replay', 'events', 'gate', 'metrics'];
 
 /** What one key may do. */
 export interface KeyPolicy {
