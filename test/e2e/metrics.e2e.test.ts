@@ -10,6 +10,7 @@
 import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { EVENT_TYPES, RESERVATION_STATUSES } from '../../src/events/index.js';
 import { ROOT, reserve, runCli, sandbox, startDispatcher, writeFaults } from '../support/harness.js';
 import { checkMetrics, NODE_EXPORTER, PROMTOOL, requireUnderCi, samples, startNodeExporter } from '../support/prometheus.js';
 import { waitUntil } from '../support/rsyslog.js';
@@ -19,8 +20,9 @@ const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as
 const P = 'orchesjob_reserver_';
 const nowSec = () => Math.floor(Date.now() / 1000);
 
-const STATUSES = ['RESERVED', 'DISPATCHING', 'DISPATCHED', 'CANCELLED', 'EXPIRED', 'DISPATCH_FAILED'];
-const TYPES = ['Reserved', 'DispatchClaimed', 'Dispatched', 'DispatchFailed', 'Expired', 'Cancelled', 'Cleaned', 'ClaimReleased', 'DispatchAttemptFailed', 'DispatchRefused'];
+// Every status and every event type the ledger knows is written, 0 included (new types appear by themselves).
+const STATUSES = RESERVATION_STATUSES;
+const TYPES = EVENT_TYPES;
 
 /** The expected sample of every status and event type: 0 unless given. */
 function counts(statuses: Record<string, number>, types: Record<string, number>): Record<string, number> {
