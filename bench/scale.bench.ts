@@ -3,13 +3,13 @@
  * ledger grows, against the built CLI (dist/cli.js), with `node -e ''` on this machine as the yardstick.
  *
  * For ledgers of 0, 10k, 100k and 1M events (bench/generate.ts, cached under dist-bench/ledgers/):
- * - median wall time of `status`, `list --limit 50`, `reserve` (a new run key) and `clean --run-key K
- *   --all` (one terminal reservation), spawned 10 times each, interleaved with `node -e ''` and with
+ * - median wall time of `status`, `list --limit 50`, `reserve` (a new run key), `clean --run-key K
+ *   --all` (one terminal reservation) and `metrics`, spawned 10 times each, interleaved with `node -e ''` and with
  *   the other sizes, each on a work copy of the cached ledger;
  * - start-up, the target's way: 21 rounds of `node -e ''`, `reserve` (a new run key) and `status`, side by
  *   side on the empty ledger; the start-up targets are judged on the median of the per-round ratios;
  * - `replay --verify` once;
- * - an idle `run`: CPU over 20 s (utime + stime from /proc/<pid>/stat) and resident memory (VmRSS);
+ * - an idle `run --metrics-file` (the shipped unit's flags): CPU over 20 s (utime + stime from /proc/<pid>/stat) and resident memory (VmRSS);
  * then adopting a Python-tool database of 300,000 rows (test/support/make-python-db.py), and the
  * dispatcher bench's targets on a copy of the 1M ledger.
  *
@@ -20,7 +20,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { openLedger } from '../src/db/open.js';
 import { execute } from '../src/ledger.js';
 import { firingLag, floorStartsPerSecond, pickupLatency, pythonStartSeconds, startsPerSecond, useLedgerTemplate } from './dispatch.bench.js';
@@ -134,7 +134,7 @@ function ledgerShape(db: string): { events: number; rows: number; streams: numbe
 
 const startupKey = (i: number) => `bench-startup-${process.pid}-${i}`;
 
-const COMMANDS = ['status', 'list', 'reserve', 'clean'] as const;
+const COMMANDS = ['status', 'list', 'reserve', 'clean', 'metrics'] as const;
 type Command = (typeof COMMANDS)[number];
 
 function commandArgv(command: Command, db: string, run: number | 'warm', size: number): string[] {
@@ -148,6 +148,8 @@ function commandArgv(command: Command, db: string, run: number | 'warm', size: n
       return [CLI, 'reserve', '--db', db, '--run-key', `bench-new-${size}-${process.pid}-${i}`, '--', '/bin/true'];
     case 'clean':
       return [CLI, 'clean', '--db', db, '--run-key', `bench-clean-${i}`, '--all'];
+    case 'metrics':
+      return [CLI, 'metrics', '--db', db];
   }
 }
 
@@ -165,7 +167,9 @@ function procStatusKiB(pid: number, field: string): number {
 /** An idle `run` over `db`: start-up time, then CPU% and memory over `seconds`. */
 async function idleRun(db: string, seconds: number): Promise<{ startupMs: number; cpuPercent: number; rssMiB: number; hwmMiB: number; lines: number }> {
   const t0 = performance.now();
-  const child = spawn(process.execPath, [CLI, 'run', '--db', db, '--orchesjob-bin', ORCHESJOB], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // With the metrics file, as the shipped unit runs it (issue 17): written at every poll.
+  const metricsFile = join(dirname(db), 'orchesjob_reserver.prom');
+  const child = spawn(process.execPath, [CLI, 'run', '--db', db, '--orchesjob-bin', ORCHESJOB, '--metrics-file', metricsFile], { stdio: ['ignore', 'pipe', 'inherit'] });
   const lines: string[] = [];
   let buffered = '';
   let startedAt = 0;

@@ -5,6 +5,7 @@ import { adoptPythonRows } from './0002_adopt_python_rows.js';
 import { retries } from './0003_retries.js';
 import { dueIndex } from './0004_due_index.js';
 import { dispatchControl } from './0005_dispatch_control.js';
+import { metricsCounts } from './0006_metrics_counts.js';
 
 /**
  * Every migration, in order, registered statically: the CLI is bundled and never scans a folder.
@@ -21,6 +22,7 @@ export function migrations(native: NativeDatabase): Readonly<Record<string, Migr
     '0003_retries': retries,
     '0004_due_index': dueIndex,
     '0005_dispatch_control': dispatchControl,
+    '0006_metrics_counts': metricsCounts,
   };
 }
 

@@ -3,4 +3,4 @@
  * `migrations()` (./index.ts), which `src/db/migrate.ts` checks. Its own module, so that opening a
  * current database does not load the migrations.
  */
-export const SCHEMA_VERSION = 5;
+export const SCHEMA_VERSION = 6;

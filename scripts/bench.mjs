@@ -3,15 +3,18 @@
 //
 //   node scripts/bench.mjs [all|dispatch|scale] [scale flags...]
 //   node scripts/bench.mjs ab [--rounds N] [--run-rounds N] [--lag-rounds N] <dist> <dist>...
+//   node scripts/bench.mjs metrics [--runs 21] [--idle-seconds 20] [--writes 2000] [--throughput-rounds 5]
 //
 // `all` (the default) runs the dispatcher bench (bench/dispatch.bench.ts), then the scale bench
 // (bench/scale.bench.ts; its flags are listed at the top of that file). The scale bench generates its
 // ledgers once (up to 1M events, a few minutes) and caches them under dist-bench/ledgers/.
 // `ab` (not part of `all`) sets builds of the CLI side by side: start-up and firing lag
-// (bench/startup-ab.bench.ts).
+// (bench/startup-ab.bench.ts). `metrics` (not part of `all`) sets what the Prometheus metrics cost:
+// `metrics` on an empty ledger against the 1M one, an idle `run --metrics-file` at 1M, and the write
+// path with and without the counting triggers (bench/metrics.bench.ts).
 import { build } from 'esbuild';
 
-const which = ['all', 'dispatch', 'scale', 'ab'].includes(process.argv[2]) ? process.argv[2] : 'all';
+const which = ['all', 'dispatch', 'scale', 'ab', 'metrics'].includes(process.argv[2]) ? process.argv[2] : 'all';
 const flags = process.argv.slice(which === process.argv[2] ? 3 : 2);
 
 async function bundle(entry, name) {
@@ -35,6 +38,10 @@ if (which === 'all' || which === 'dispatch') {
 }
 if (which === 'all' || which === 'scale') {
   const { main } = await bundle('bench/scale.bench.ts', 'scale-bench');
+  await main(flags);
+}
+if (which === 'metrics') {
+  const { main } = await bundle('bench/metrics.bench.ts', 'metrics-bench');
   await main(flags);
 }
 if (which === 'ab') {

@@ -3,7 +3,7 @@
  * `dist/commands/<name>.js`, and `dist/cli.js` loads only the one asked for (scripts/build.mjs): a
  * `reserve` over SSH does not pay for loading the dispatcher. Each module exports its `command`.
  */
-export const SUBCOMMAND_NAMES = ['reserve', 'run', 'status', 'result', 'cancel', 'list', 'clean', 'history', 'events', 'replay', 'gate', 'reschedule', 'requeue', 'pause', 'resume', 'wait'] as const;
+export const SUBCOMMAND_NAMES = ['reserve', 'run', 'status', 'result', 'cancel', 'list', 'clean', 'history', 'events', 'replay', 'gate', 'reschedule', 'requeue', 'pause', 'resume', 'wait', 'metrics'] as const;
 
 export type SubCommandName = (typeof SUBCOMMAND_NAMES)[number];
 
@@ -29,4 +29,5 @@ export const SUBCOMMAND_DESCRIPTIONS: { readonly [N in SubCommandName]: string }
   pause: 'Pause dispatching: no dispatcher on the file claims anything (expiry still applies)',
   resume: 'Resume dispatching after pause',
   wait: 'Block until a reservation is dispatched, or its job finished (--for finished)',
+  metrics: "Print the ledger's Prometheus metrics (text format) once",
 };

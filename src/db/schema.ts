@@ -62,8 +62,22 @@ export interface DispatchControlTable {
   version: number;
 }
 
+/** Ledger events per type, kept by a trigger on every insert (migration 0006): what the metrics read. */
+export interface MetricsEventCountsTable {
+  type: string;
+  events: number;
+}
+
+/** Projection rows per status, kept by triggers on `reservations` (migration 0006). */
+export interface MetricsStatusCountsTable {
+  status: string;
+  reservations: number;
+}
+
 export interface Database {
   reservation_events: ReservationEventsTable;
   reservations: ReservationsTable;
   dispatch_control: DispatchControlTable;
+  metrics_event_counts: MetricsEventCountsTable;
+  metrics_status_counts: MetricsStatusCountsTable;
 }

@@ -15,8 +15,6 @@ import { freeSlots, recoveryDue, sleepMs } from './policy.js';
 import { recoverStaleClaims } from './recovery.js';
 import { Starts } from './starts.js';
 
-export type { DispatcherOptions } from './ports.js';
-
 const PRINT_PAGE = 500; // events read per query when printing
 
 /**
@@ -45,14 +43,15 @@ export class Dispatcher {
       out: (line) => process.stdout.write(`${line}\n`),
       err: (line) => process.stderr.write(`${line}\n`),
       clock: Date.now,
+      observer: {},
       ...options,
       client: options.client ?? new OrchesjobClient(options.orchesjobBin),
       waker: options.waker ?? new LedgerWaker(ledger.path, committedElsewhere(ledger.raw)),
     };
-    const { clock, client, startOptions, startTimeoutMs, waker } = this.opts;
+    const { clock, client, startOptions, startTimeoutMs, waker, observer } = this.opts;
     const actor = `dispatcher:${this.id}`;
     this.pass = { db: ledger.db, actor, clock, owner: selfOwner(this.id), client, startOptions, startTimeoutMs, policyPath: options.policyPath };
-    this.starts = new Starts({ client, clock, startTimeoutMs, wake: () => waker.wake(), reportError: (e) => this.reportError(e) });
+    this.starts = new Starts({ client, clock, startTimeoutMs, wake: () => waker.wake(), reportError: (e) => this.reportError(e), observer });
     this.starts.onEnded = () => this.stopping && waker.wake(); // the drain after stop() ends with the last one
   }
 
@@ -67,17 +66,18 @@ export class Dispatcher {
     const problem = await this.opts.client.checkCanStartChild(); // a child that cannot start says so now
     if (problem !== null) this.reportError(new Error(problem));
     waker.watch();
+    this.opts.observer.ready?.();
     try {
       // After stop(), passes go on without claiming until every start in flight is recorded.
       while (!this.stopping || this.starts.unrecorded > 0) {
-        let sleep: number;
+        let sleep: number | null = null;
         try {
           sleep = await this.tick();
         } catch (error) {
-          this.reportError(error);
-          sleep = this.opts.errorSleepMs;
+          this.reportError(error); // then --error-sleep
         }
-        if (!this.stopping || this.starts.unrecorded > 0) await waker.sleep(sleep);
+        await this.opts.observer.looped?.(clock(), sleep !== null);
+        if (!this.stopping || this.starts.unrecorded > 0) await waker.sleep(sleep ?? this.opts.errorSleepMs);
         // Let the I/O already waiting run first (starts that exited meanwhile queue their outcomes),
         // so that one pass records them all in one transaction: one sync for the burst.
         await new Promise((resolve) => setImmediate(resolve));

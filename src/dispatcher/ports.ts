@@ -1,5 +1,6 @@
 import type { Ledger } from '../db/handle.js';
 import type { Waker } from '../db/waker.js';
+import type { Reservation } from '../events/index.js';
 import type { DispatchClient } from '../orchesjob/client.js';
 
 /**
@@ -29,5 +30,23 @@ export interface DispatcherOptions {
   readonly client?: DispatchClient;
   /** The sleeps between passes. Default: woken by other processes' commits to the ledger. */
   readonly waker?: Waker;
+  /** Who watches the loop (`run`: the metrics file, systemd's notifications). Default: nobody. */
+  readonly observer?: DispatcherObserver;
+}
+
+/**
+ * What the loop tells whoever watches it, as it happens; it never prints. Each method is optional; an
+ * observer reports its own failures and never throws into the loop.
+ */
+export interface DispatcherObserver {
+  /** Start-up recovery is done and the loop begins (systemd's `READY=1`). */
+  ready?(): void;
+  /** `orchesjob start` is called for `reservation` (just claimed), at `atMs`. */
+  starting?(reservation: Reservation, atMs: number): void;
+  /**
+   * One turn of the loop ended at `atMs`, before its sleep; `ok` unless its pass failed (reported as a
+   * `dispatcher_error`). The loop waits for it: the metrics it writes are read between two passes.
+   */
+  looped?(atMs: number, ok: boolean): Promise<void> | void;
 }
 

@@ -2,6 +2,7 @@ import { messageOf } from '../errors.js';
 import type { Reservation } from '../events/index.js';
 import type { DispatchClient, StartOutcome } from '../orchesjob/client.js';
 import { outcomeOfFailedStart } from './policy.js';
+import type { DispatcherObserver } from './ports.js';
 
 /** A finished start whose outcome is not committed yet. */
 export interface PendingRecord {
@@ -34,6 +35,8 @@ export class Starts {
       /** Wake the loop: an outcome is queued, or a slot was freed. */
       readonly wake: () => void;
       readonly reportError: (error: unknown) => void;
+      /** Told of each start call (the metrics' dispatch lateness). */
+      readonly observer?: DispatcherObserver;
     },
   ) {}
 
@@ -67,6 +70,7 @@ export class Starts {
     this.running++;
     let outcome: StartOutcome;
     try {
+      this.ports.observer?.starting?.(reservation, this.ports.clock());
       outcome = await this.ports.client.start(argv, this.ports.startTimeoutMs);
     } finally {
       // The slot is free once orchesjob exited: the next claim need not wait for this recording.

@@ -15,8 +15,8 @@ import { stringifySorted } from '../json.js';
 export const GATE_VERBS = ['reserve', 'status', 'result', 'cancel', 'list', 'history', 'reschedule', 'requeue', 'wait', 'orchesjob status'] as const;
 export type GateVerb = (typeof GATE_VERBS)[number];
 
-/** Verbs that exist but that no key may be granted: they run, remove or rewrite everyone's reservations, read them all, or hold the whole host's dispatching. */
-const NEVER_GRANTED = ['run', 'clean', 'replay', 'events', 'gate', 'pause', 'resume'];
+/** Verbs that exist but that no key may be granted: they run, remove or rewrite everyone's reservations, read them all (`metrics`: every reservation's counts), or hold the whole host's dispatching. */
+const NEVER_GRANTED = ['run', 'clean', 'replay', 'events', 'gate', 'pause', 'resume', 'metrics'];
 
 /** What one key may do. */
 export interface KeyPolicy {

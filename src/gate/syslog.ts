@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
-import { constants } from 'node:os';
 import { messageOf } from '../errors.js';
 import { stringifySorted } from '../json.js';
+import type { CreateSocket } from '../unix-datagram.js';
+import { sendDatagram } from '../unix-datagram.js';
 
 /**
  * The gate's audit line in the system log: one per refusal, where an auditor looks (syslog, or
@@ -108,43 +109,16 @@ const MARKER_ROOM = 32;
  * minimal line. Returns why no line could be written, or null.
  */
 export async function logRefusal(refusal: Refusal, path: string = DEFAULT_SYSLOG_SOCKET): Promise<string | null> {
-  let createSocket: typeof import('unix-dgram').createSocket;
+  let createSocket: CreateSocket;
   try {
     ({ createSocket } = await import('unix-dgram'));
   } catch (error) {
     return `the audit line could not be written: cannot load unix-dgram (an optional dependency; reinstall with a C compiler to build it): ${messageOf(error)}`;
   }
   const now = new Date();
-  const first = send(createSocket, path, syslogDatagram(refusal, now, process.pid));
+  const first = sendDatagram(createSocket, path, Buffer.from(syslogDatagram(refusal, now, process.pid), 'utf8'));
   if (first === null) return null;
-  const second = send(createSocket, path, syslogDatagram(refusal, now, process.pid, true));
+  const second = sendDatagram(createSocket, path, Buffer.from(syslogDatagram(refusal, now, process.pid, true), 'utf8'));
   if (second === null) return null;
   return `the audit line could not be written to the system log (${path}): ${first}; the minimal line neither: ${second}`;
-}
-
-/** One datagram to `path`; returns the error, or null once sent. */
-function send(createSocket: typeof import('unix-dgram').createSocket, path: string, text: string): string | null {
-  const datagram = Buffer.from(text, 'utf8');
-  try {
-    const socket = createSocket('unix_dgram');
-    let failure: string | null = null;
-    socket.on('error', (error) => {
-      failure = errnoText(error);
-    });
-    socket.send(datagram, 0, datagram.length, path, (error) => {
-      if (error !== undefined) failure = errnoText(error);
-    });
-    socket.close();
-    return failure;
-  } catch (error) {
-    return messageOf(error);
-  }
-}
-
-/** unix-dgram's errors read `send -2`: name the errno (`send ENOENT`). */
-function errnoText(error: Error): string {
-  return messageOf(error).replace(/-(\d+)$/, (whole, n: string) => {
-    const name = Object.entries(constants.errno).find(([, value]) => value === Number(n))?.[0];
-    return name ?? whole;
-  });
 }

@@ -226,8 +226,8 @@ describe('other commands: bad input is exit 2 and writes nothing', () => {
     const messages = await rejects([['bogus'], ['--bogus']]);
     expect(messages).toMatchInlineSnapshot(`
       [
-        "invalid choice: "bogus" (choose from reserve, run, status, result, cancel, list, clean, history, events, replay, gate, reschedule, requeue, pause, resume, wait)",
-        "invalid choice: "--bogus" (choose from reserve, run, status, result, cancel, list, clean, history, events, replay, gate, reschedule, requeue, pause, resume, wait)",
+        "invalid choice: "bogus" (choose from reserve, run, status, result, cancel, list, clean, history, events, replay, gate, reschedule, requeue, pause, resume, wait, metrics)",
+        "invalid choice: "--bogus" (choose from reserve, run, status, result, cancel, list, clean, history, events, replay, gate, reschedule, requeue, pause, resume, wait, metrics)",
       ]
     `);
   });

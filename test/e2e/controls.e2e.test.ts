@@ -167,6 +167,10 @@ describe('pause and resume', () => {
     expect(shown.reservation.reservation_status).toBe('RESERVED');
     const listed = await cliOk(sb, ['list', '--db', sb.db]);
     expect(listed.dispatch.paused).toBe(true);
+    const metrics = await cli(sb, ['metrics']);
+    expect(metrics.code).toBe(0);
+    expect(metrics.stdout).toMatch(/^orchesjob_reserver_dispatch_paused 1$/m);
+    expect(metrics.stdout).toMatch(/^orchesjob_reserver_events_total\{type="DispatchPaused"\} 1$/m);
 
     expect(await cliOk(sb, ['resume', '--db', sb.db])).toEqual({ paused: false });
     expect(await cliOk(sb, ['resume', '--db', sb.db])).toEqual({ paused: false });
@@ -184,6 +188,7 @@ describe('pause and resume', () => {
     expect(lagMs).toBeLessThan(1000); // the figure (<= 100 ms) is the bench's: scripts/bench-controls.mjs
     expect(events.filter((e) => e.type === 'DispatchPaused')).toHaveLength(1);
     expect((await status(sb, 'held')).reservation_status).toBe('DISPATCHED');
+    expect((await cli(sb, ['metrics'])).stdout).toMatch(/^orchesjob_reserver_dispatch_paused 0$/m);
     expect((await cliOk(sb, ['list', '--db', sb.db])).dispatch).toEqual({
       paused: false,
       reason: null,

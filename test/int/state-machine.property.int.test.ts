@@ -10,11 +10,12 @@ import type { PassContext } from '../../src/dispatcher/pass.js';
 import type { ControlCommand, ControlEvent } from '../../src/events/control.js';
 import { effectivePause, evolveControl, foldControl, isControlEvent, NOT_PAUSED, RejectedControlError } from '../../src/events/control.js';
 import type { ReservationCommand, ReservationStatus } from '../../src/events/index.js';
-import { CONTROL_STREAM, fold, IllegalTransitionError, RejectedCommandError } from '../../src/events/index.js';
+import { CONTROL_STREAM, EVENT_TYPES, fold, IllegalTransitionError, RejectedCommandError, RESERVATION_STATUSES } from '../../src/events/index.js';
 import type { StoredEvent } from '../../src/events/store.js';
-import { readEventsAfter } from '../../src/events/store.js';
+import { readEventsAfter, readStream } from '../../src/events/store.js';
 import { ReserverError } from '../../src/errors.js';
 import { execute, executeControl } from '../../src/ledger.js';
+import { readLedgerMetrics } from '../../src/metrics/ledger.js';
 import { OrchesjobClient } from '../../src/orchesjob/client.js';
 import { verifyProjection } from '../../src/projections/replay.js';
 import { anyExpiring, findExpiring, findReady, nextDueAt } from '../../src/projections/reservations.js';
@@ -305,6 +306,19 @@ async function checkDispatcherQueries(model: Model, real: Real): Promise<void> {
   expect(await anyExpiring(db, model.now)).toBe(expiring.length > 0);
   const wakes = waiting.flatMap((m) => [Math.max(dueAt(m), m.retryAt ?? 0), ...(m.expiresAt === null ? [] : [m.expiresAt])]);
   expect(await nextDueAt(db)).toBe(wakes.length === 0 ? null : Math.min(...wakes));
+  await checkMetrics(model, real, waiting);
+}
+
+/** The metrics' counts (kept by triggers) against the tables and the model; due and oldest due against the model. */
+async function checkMetrics(model: Model, real: Real, waiting: ModelReservation[]): Promise<void> {
+  const metrics = await readLedgerMetrics(real.ledger.db, model.now * 1000 + 999);
+  const statuses = Object.fromEntries(RESERVATION_STATUSES.map((s) => [s, [...model.live.values()].filter((m) => m.status === s).length]));
+  expect(Object.fromEntries(metrics.reservations)).toEqual(statuses);
+  const byType = real.ledger.raw.prepare('SELECT type, count(*) AS n FROM reservation_events GROUP BY type').all() as { type: string; n: number }[];
+  expect(Object.fromEntries(metrics.events)).toEqual({ ...Object.fromEntries(EVENT_TYPES.map((t) => [t, 0])), ...Object.fromEntries(byType.map((r) => [r.type, r.n])) });
+  const dueSince = waiting.map((m) => Math.max(m.notBefore ?? m.createdAt, m.retryAt ?? 0)).filter((at) => at <= model.now);
+  expect(metrics.due).toBe(dueSince.length);
+  expect(metrics.oldestDueAgeSeconds).toBeCloseTo(dueSince.length === 0 ? 0 : model.now + 0.999 - Math.min(...dueSince), 6);
 }
 
 class ReserveCmd implements fc.AsyncCommand<Model, Real> {

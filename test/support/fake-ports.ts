@@ -18,7 +18,7 @@ import { afterEach, expect } from 'vitest';
 import type { Ledger } from '../../src/db/open.js';
 import { openLedger } from '../../src/db/open.js';
 import type { Waker } from '../../src/db/waker.js';
-import type { DispatcherOptions } from '../../src/dispatcher/dispatcher.js';
+import type { DispatcherOptions } from '../../src/dispatcher/ports.js';
 import { Dispatcher } from '../../src/dispatcher/dispatcher.js';
 import type { ClaimOwner, Reservation } from '../../src/events/index.js';
 import { lastPosition } from '../../src/events/store.js';

@@ -28,7 +28,8 @@ export const DEPLOY = join(ROOT, 'deploy');
  */
 export const RSYSLOGD: string | null = findExecutable('rsyslogd', ['/usr/sbin', '/sbin', '/usr/local/sbin']);
 
-function findExecutable(name: string, extra: readonly string[]): string | null {
+/** An executable on PATH or in one of the `extra` folders, or null. */
+export function findExecutable(name: string, extra: readonly string[]): string | null {
   const dirs = [...(process.env['PATH'] ?? '').split(delimiter), ...extra].filter(Boolean);
   for (const dir of dirs) {
     const file = join(dir, name);

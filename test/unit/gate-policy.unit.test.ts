@@ -41,7 +41,7 @@ describe('parsePolicy', () => {
     );
     expect(problem('[keys.k]\nverbs = ["list", "lsit"]\n')).toContain('keys.k.verbs[1]: unknown verb "lsit"');
     expect(problem('[keys.k]\nverbs = ["run"]\n')).toContain('keys.k.verbs[0]: "run" can never be granted through the gate');
-    for (const verb of ['clean', 'replay', 'gate', 'events']) expect(problem(`[keys.k]\nverbs = ["${verb}"]\n`)).toContain('can never be granted');
+    for (const verb of ['clean', 'replay', 'gate', 'events', 'metrics']) expect(problem(`[keys.k]\nverbs = ["${verb}"]\n`)).toContain('can never be granted');
     expect(problem('[keys.k]\n')).toContain('keys.k.verbs: missing');
     expect(problem('dbx = "/x"\n[keys.k]\nverbs = []\n')).toContain('(top level): unknown field "dbx"');
     expect(problem('db = "relative"\n[keys.k]\nverbs = []\n')).toContain('db: must be an absolute path');
