@@ -153,9 +153,10 @@ export interface Rsyslogd extends Tracked {
 /**
  * Write `<dir>/<name>.conf`, a main configuration shaped like Debian's (a module, the work directory
  * `<dir>/<name>-work` and the further `global()` parameters `globals` (" name=\"value\""), then the drop-in `dropIn` written beside it), check it with
- * `rsyslogd -N1`, and run `rsyslogd -n` on it with the pid file `<dir>/<name>.pid`.
+ * `rsyslogd -N1`, and run `rsyslogd -n` on it with the pid file `<dir>/<name>.pid`, in the environment
+ * `env` (default: this process's).
  */
-export function startRsyslogd(dir: string, name: string, dropIn: string, globals = ''): Rsyslogd {
+export function startRsyslogd(dir: string, name: string, dropIn: string, globals = '', env: NodeJS.ProcessEnv = process.env): Rsyslogd {
   if (RSYSLOGD === null) throw new Error('rsyslogd is not installed');
   const work = join(dir, `${name}-work`);
   const dropInFile = join(dir, `${name}-orchesjob-reserver.conf`);
@@ -174,7 +175,7 @@ export function startRsyslogd(dir: string, name: string, dropIn: string, globals
   );
   const check = spawnSync(RSYSLOGD, ['-N1', '-f', config], { encoding: 'utf8' });
   if (check.status !== 0) throw new Error(`rsyslogd -N1 rejects ${name}:\n${check.stdout}${check.stderr}`);
-  const rsyslogd = spawnTracked(RSYSLOGD, ['-f', config, '-i', join(dir, `${name}.pid`), '-n'], { cwd: dir });
+  const rsyslogd = spawnTracked(RSYSLOGD, ['-f', config, '-i', join(dir, `${name}.pid`), '-n'], { cwd: dir, env });
   return { ...rsyslogd, config };
 }
 
