@@ -281,9 +281,9 @@ SELECT e.host,
 -- Start calls (DispatchClaimed: the `orchesjob_start_call` the dispatcher prints before the spawn)
 -- made more than a second after the reservation was due. late_by_ms is the dispatcher's own measure,
 -- from when it was due: not_before, else the creation, or the retry time after a failed attempt.
--- due_at and late_by_ms_recomputed take not_before as it was at the claim (after a Rescheduled or
--- Requeued, the new one), as the host's `late-claims` query does from the Reserved event. Claims
--- imported from the Python tool (whole seconds) are left out.
+-- due_at and late_by_ms_recomputed take not_before as it was at the claim: that of the latest
+-- Reserved, Rescheduled or Requeued before it, as the host's `late-claims` query does (else the
+-- creation). Claims imported from the Python tool (whole seconds) are left out.
 CREATE OR REPLACE VIEW fleet_late_starts AS
 SELECT c.host,
        c.position,
@@ -319,30 +319,37 @@ WITH RECURSIVE h(host) AS (
 SELECT host FROM h WHERE host IS NOT NULL;
 
 -- Per host: is dispatching paused (the control stream '@dispatch': DispatchPaused, DispatchResumed)?
--- reason and until of the last pause; since: when the pause that began the current paused period was
--- recorded (a pause while paused changes reason and until, not since). A pause whose until has passed
--- stays paused here until the host records DispatchResumed.
+-- The host's dispatch_control row, folded as src/events/control.ts folds it: paused when the last
+-- control event is a DispatchPaused; reason and until of that pause; since and actor: when and by whom
+-- the current pause began, that is the last DispatchPaused that does not follow a DispatchPaused still
+-- in force when it was recorded (a pause while paused changes reason and until, not since; a pause
+-- after one whose until had passed begins anew); version: of the last control event, 0 before any.
+-- As on the host, a pause whose until has passed stays paused until the host records its
+-- DispatchResumed (until_passed); in_force says whether it holds dispatching at the database's clock.
 CREATE OR REPLACE VIEW fleet_dispatch AS
 SELECT h.host,
        COALESCE(last.type = 'DispatchPaused', false) AS paused,
        CASE WHEN last.type = 'DispatchPaused' THEN last.data->>'reason' END AS reason,
        CASE WHEN last.type = 'DispatchPaused' THEN (last.data->>'until')::bigint END AS until,
-       CASE WHEN last.type = 'DispatchPaused' THEN (
-         SELECT min(p.recorded_at)
-           FROM reservation_events AS p
-          WHERE p.host = h.host AND p.reservation_id = '@dispatch' AND p.type = 'DispatchPaused'
-            AND p.position > COALESCE((
-                  SELECT max(s.position)
-                    FROM reservation_events AS s
-                   WHERE s.host = h.host AND s.reservation_id = '@dispatch' AND s.type = 'DispatchResumed'), 0))
-       END AS since
+       began.recorded_at AS since,
+       began.actor,
+       COALESCE(last.version, 0) AS version,
+       COALESCE(last.type = 'DispatchPaused'
+                AND (last.data->>'until' IS NULL OR (last.data->>'until')::bigint > extract(epoch FROM now())), false) AS in_force
   FROM fleet_host_names AS h
   LEFT JOIN LATERAL (
-        SELECT e.type, e.data
+        SELECT e.type, e.version, e.data
           FROM reservation_events AS e
          WHERE e.host = h.host AND e.reservation_id = '@dispatch'
-           AND e.type IN ('DispatchPaused', 'DispatchResumed')
-         ORDER BY e.position DESC LIMIT 1) AS last ON true;
+         ORDER BY e.position DESC LIMIT 1) AS last ON true
+  LEFT JOIN LATERAL (
+        SELECT p.recorded_at, p.actor
+          FROM reservation_events AS p
+          LEFT JOIN reservation_events AS b
+            ON b.host = p.host AND b.reservation_id = '@dispatch' AND b.version = p.version - 1
+         WHERE p.host = h.host AND p.reservation_id = '@dispatch' AND p.type = 'DispatchPaused'
+           AND (b.type IS DISTINCT FROM 'DispatchPaused' OR (b.data->>'until')::bigint <= p.recorded_at)
+         ORDER BY p.position DESC LIMIT 1) AS began ON last.type = 'DispatchPaused';
 
 -- Per host: how much arrived, and whether anything is missing. Positions are 1, 2, 3 ... on the
 -- host, so missing = last_position - events (0 when nothing before the last arrival is missing);

@@ -291,6 +291,8 @@ describe.skipIf(missing.length > 0)(title, () => {
         'late-claims': { params: { min_late_ms: 1001 } },
         'dispatch-failures': { params: { from: now - 3600, to: now + 3600 } },
         cancellations: { params: {} },
+        'reschedules-and-requeues': { params: {} },
+        'dispatch-pauses': { params: { now } },
         // SQLite rounds binary floats, PostgreSQL numerics: a half may round either way.
         'dispatch-latency-per-day': { params: {}, tolerance: { avg_reserve_to_dispatch_s: 0.1, max_reserve_to_dispatch_s: 0.1, avg_due_to_dispatch_ms: 1 } },
         waiting: { params: { now }, unordered: true },

@@ -3,12 +3,14 @@
  * statement deploy/central/rsyslog.conf's template makes of each line, as the ingest role:
  * - ledgers written through the real write path (explicit clocks) on SQLite files, one per host, their
  *   lines shipped twice and out of order, must be stored event for event, once;
- * - fleet_reservations must be each host's `reservations` projection (and what `list` prints), and
- *   the other views what the ledger says;
- * - every fleet query of docs/fleet.md must give, host by host, what its docs/auditing.md question gives
- *   on that host;
- * - the event types being added (Rescheduled, Requeued; the control stream DispatchPaused,
- *   DispatchResumed), hand-written here, must fold as specified;
+ * - the ledgers hold every event type: reschedules (earlier, later, a new expiry, none), requeues (from
+ *   DISPATCH_FAILED and EXPIRED), pauses (with a reason, an until, resumed, outlived and ended by a
+ *   dispatcher's pass, begun anew after an outlived one), among the rest, and a random walk of them all;
+ * - fleet_reservations and fleet_dispatch must be each host's `reservations` projection (and what
+ *   `list` prints) and `dispatch_control` row after every command, the other views what the ledger says;
+ * - docs/auditing.md's questions must agree with the folds (evolve, evolveControl) on those ledgers,
+ *   and every fleet query of docs/fleet.md must give, host by host, what its docs/auditing.md question
+ *   gives on that host;
  * - a line that is no event must be kept aside without failing the statement; events are never
  *   updated or deleted; the roles may do only what they are for; a gap is found and refilled.
  *
@@ -21,15 +23,20 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Ledger } from '../../src/db/open.js';
 import { openLedger } from '../../src/db/open.js';
-import { IllegalTransitionError } from '../../src/events/index.js';
-import type { ReservationCommand } from '../../src/events/index.js';
+import type { ControlCommand, ControlEvent, DispatchControl } from '../../src/events/control.js';
+import { effectivePause, evolveControl, isControlEvent, NOT_PAUSED, pauseOutlived, RejectedControlError } from '../../src/events/control.js';
+import { EVENT_TYPES, IllegalTransitionError, RejectedCommandError } from '../../src/events/index.js';
+import type { EventOf, Reservation, ReservationCommand, ReservationEvent, ReservationState } from '../../src/events/index.js';
+import { evolve } from '../../src/events/index.js';
 import type { EventRow } from '../../src/events/store.js';
+import { rowToEvent } from '../../src/events/store.js';
 import { ReserverError } from '../../src/errors.js';
 import { stringifySorted } from '../../src/json.js';
-import { execute } from '../../src/ledger.js';
+import { execute, executeControl, write } from '../../src/ledger.js';
 import { reservationJson } from '../../src/output.js';
+import type { ReservationRow } from '../../src/projections/reservations.js';
 import { rowToReservation } from '../../src/projections/reservations.js';
-import type { CompareOptions } from '../support/fleet.js';
+import type { CompareOptions, FleetReservation } from '../support/fleet.js';
 import {
   centralEventsOf,
   eventLine,
@@ -43,6 +50,8 @@ import {
   HOST_QUERIES,
   insertStatement,
   ledgerRowsOf,
+  LIST_KEYS,
+  PROJECTION_EXTRAS,
   projectionExtrasOf,
   SCHEMA_SQL,
   ship,
@@ -78,21 +87,79 @@ function prng(seed: number): () => number {
   };
 }
 
+/** The host's state after one of its commands: what the fleet must fold from the lines up to `position`. */
+interface Step {
+  readonly position: number;
+  /** The `reservations` rows, by reservation id. */
+  readonly reservations: ReservationRow[];
+  /** The `dispatch_control` row (NOT_PAUSED before the first control event). */
+  readonly control: DispatchControl;
+}
+
 interface HostLedger {
   readonly host: string;
   readonly folder: string;
   readonly ledger: Ledger;
+  /** Snapshots taken after commands (`snapshot`), in order. */
+  readonly steps: Step[];
 }
 
 async function openHost(host: string): Promise<HostLedger> {
   const folder = mkdtempSync(join(tmpdir(), `ojr-fleet-${host}-`));
-  return { host, folder, ledger: await openLedger(join(folder, 'reserver.sqlite3')) };
+  return { host, folder, ledger: await openLedger(join(folder, 'reserver.sqlite3')), steps: [] };
 }
 
-/** Apply a command; false when the state machine (or a missing run key) refuses it. */
+/** Record the host's projection and control row as they are now (once per position). */
+function snapshot(h: HostLedger): void {
+  const raw = h.ledger.raw;
+  const position = raw.prepare('SELECT COALESCE(max(position), 0) FROM reservation_events').pluck().get() as number;
+  if (position === 0 || h.steps.at(-1)?.position === position) return;
+  const reservations = raw.prepare('SELECT * FROM reservations ORDER BY reservation_id').all() as ReservationRow[];
+  const row = raw.prepare('SELECT paused, reason, until, since, actor, version FROM dispatch_control').get() as
+    | { paused: number; reason: string | null; until: number | null; since: number | null; actor: string | null; version: number }
+    | undefined;
+  const control = row === undefined ? NOT_PAUSED : { ...row, paused: row.paused === 1 };
+  h.steps.push({ position, reservations, control });
+}
+
+/** Apply a command; false when the state machine (or a missing run key, or its values) refuses it. */
 async function tryAct(h: HostLedger, runKey: string, command: ReservationCommand, actor: string, atMs: number): Promise<boolean> {
   try {
     await execute(h.ledger.db, command.type === 'Reserve' ? null : { runKey }, command, { actor, now: () => atMs });
+    return true;
+  } catch (error) {
+    if (
+      error instanceof IllegalTransitionError ||
+      error instanceof RejectedCommandError ||
+      (error instanceof ReserverError && error.code === 'NOT_FOUND')
+    ) {
+      return false;
+    }
+    throw error;
+  }
+}
+
+/** Apply a control command (`pause`, `resume`); false when it is refused (an `until` that has passed). */
+async function tryControl(h: HostLedger, command: ControlCommand, actor: string, atMs: number): Promise<boolean> {
+  try {
+    await executeControl(h.ledger.db, command, { actor, now: () => atMs });
+    return true;
+  } catch (error) {
+    if (error instanceof RejectedControlError) return false;
+    throw error;
+  }
+}
+
+/**
+ * A pass of the dispatcher `actor` at `atMs`, as `run` makes it: in one transaction, it records the end
+ * of a pause whose `until` has passed (DispatchResumed, `until_passed`), then claims `runKey`.
+ */
+async function dispatcherPass(h: HostLedger, runKey: string | null, owner: typeof OWNER_D1, atMs: number): Promise<boolean> {
+  try {
+    await write(h.ledger.db, { actor: `dispatcher:${owner.dispatcher_id}`, now: () => atMs }, async (w) => {
+      if (pauseOutlived(await w.readControl(), w.nowMs)) await w.control({ type: 'Resume', untilPassed: true });
+      if (runKey !== null) await w.execute({ runKey }, claim(owner));
+    });
     return true;
   } catch (error) {
     if (error instanceof IllegalTransitionError || (error instanceof ReserverError && error.code === 'NOT_FOUND')) return false;
@@ -120,10 +187,27 @@ const claim = (owner = OWNER_D1): ReservationCommand => ({
   startTimeoutMs: 60_000,
 });
 
-/** Every existing event type, with times that make each docs/auditing.md question answer something. */
+/** Day 2, 01:00:00Z: the operator controls of the scenario. */
+const T = S + 90_000;
+/** The clock for the questions that take `:now`, after both ledgers: the last pause of the scenario (`deploy`) is in force. */
+const QUERY_NOW = S + 300_000;
+
+/**
+ * Every event type, with times that make each docs/auditing.md question answer something; a snapshot
+ * after every command.
+ */
 async function writeScenario(h: HostLedger): Promise<void> {
   const act = async (runKey: string, command: ReservationCommand, actor: string, atMs: number) => {
     expect(await tryAct(h, runKey, command, actor, atMs), `${runKey}: ${command.type}`).toBe(true);
+    snapshot(h);
+  };
+  const control = async (command: ControlCommand, actor: string, atMs: number) => {
+    expect(await tryControl(h, command, actor, atMs), `${command.type} at ${atMs}`).toBe(true);
+    snapshot(h);
+  };
+  const pass = async (runKey: string, atMs: number) => {
+    expect(await dispatcherPass(h, runKey, OWNER_D1, atMs), `${runKey}: pass`).toBe(true);
+    snapshot(h);
   };
   const BY_D1 = `dispatcher:${D1}`;
   await act('ok', reserveCommand('ok', { notBefore: S + 60 }), 'cli:reserve', ms(S));
@@ -155,9 +239,66 @@ async function writeScenario(h: HostLedger): Promise<void> {
   await act('held', reserveCommand('held', { notBefore: S + 4000, expiresAt: S + 7200 }), 'cli:reserve', ms(S + 400));
   await act('claimed', reserveCommand('claimed'), 'cli:reserve', ms(S + 500));
   await act('claimed', claim(), BY_D1, ms(S + 503, 1));
+
+  // Day 2 from 01:00 (T), in time order: operator controls, through the same write path as
+  // `reschedule`, `requeue`, `pause`, `resume` and the dispatcher's passes.
+  // moved-later: rescheduled later, with a new expiry; claimed late.
+  await act('moved-later', reserveCommand('moved-later', { notBefore: T + 100, expiresAt: T + 200 }), 'cli:reserve', ms(T));
+  // moved-earlier: rescheduled earlier and without expiry (--no-expiry); claimed late.
+  await act('moved-earlier', reserveCommand('moved-earlier', { notBefore: T + 1000, expiresAt: T + 2000 }), 'cli:reserve', ms(T + 1));
+  // requeued-failed: failed, requeued for later; claimed late.
+  await act('requeued-failed', reserveCommand('requeued-failed'), 'cli:reserve', ms(T + 2));
+  await act('requeued-failed', claim(), BY_D1, ms(T + 2, 100));
+  await act('requeued-failed', { type: 'RecordFailure', error: `exit_code=5\nstderr=${AWKWARD}`, exitCode: 5 }, BY_D1, ms(T + 3));
+  // requeued-expired: expired, requeued without expiry, then cancelled.
+  await act('requeued-expired', reserveCommand('requeued-expired', { expiresAt: T + 30 }), 'cli:reserve', ms(T + 4));
+  // rescheduled-cancelled: its not_before only, then cancelled.
+  await act('rescheduled-cancelled', reserveCommand('rescheduled-cancelled', { notBefore: T + 700, expiresAt: T + 900 }), 'cli:reserve', ms(T + 5));
+  await act('rescheduled-cancelled', { type: 'Reschedule', notBefore: T + 800 }, 'cli:reschedule', ms(T + 6));
+  await act('rescheduled-cancelled', { type: 'Cancel' }, 'cli:cancel', ms(T + 7));
+  // retry-moved: a failed attempt, then rescheduled twice: its expiry alone (the retry stays), then its
+  // time (the retry gives way); claimed late.
+  await act('retry-moved', reserveCommand('retry-moved', { maxAttempts: 2 }), 'cli:reserve', ms(T + 8));
+  await act('retry-moved', claim(), BY_D1, ms(T + 8, 100));
+  await act('retry-moved', { type: 'RecordFailure', error: 'attempt 1 failed', exitCode: 1 }, BY_D1, ms(T + 9));
+  await act('moved-later', { type: 'Reschedule', notBefore: T + 300, expiresAt: T + 400 }, 'cli:reschedule', ms(T + 10));
+  await act('retry-moved', { type: 'Reschedule', expiresAt: T + 5000 }, 'cli:reschedule', ms(T + 10, 500));
+  await act('moved-earlier', { type: 'Reschedule', notBefore: T + 50, expiresAt: null }, 'cli:reschedule', ms(T + 11));
+  await act('retry-moved', { type: 'Reschedule', notBefore: T + 290 }, 'cli:reschedule', ms(T + 12));
+  await act('requeued-failed', { type: 'Requeue', notBefore: T + 60 }, 'cli:requeue', ms(T + 20));
+  await act('requeued-expired', { type: 'Expire' }, BY_D1, ms(T + 30, 3));
+  await act('requeued-expired', { type: 'Requeue', notBefore: T + 5000, expiresAt: null }, 'cli:requeue', ms(T + 40));
+  await act('moved-earlier', claim(), BY_D1, ms(T + 51, 200));
+  await act('moved-earlier', { type: 'RecordDispatch', jobId: 'job-earlier' }, BY_D1, ms(T + 52));
+  await act('requeued-failed', claim(), BY_D1, ms(T + 62));
+  await act('requeued-failed', { type: 'RecordDispatch', jobId: 'job-requeued' }, BY_D1, ms(T + 63));
+  // Paused for maintenance until T+250, extended to T+280 (since stays).
+  await control({ type: 'Pause', reason: 'maintenance', until: T + 250 }, 'cli:pause', ms(T + 100));
+  await control({ type: 'Pause', reason: `maintenance, extended: ${AWKWARD}`, until: T + 280 }, 'cli:pause', ms(T + 150));
+  // The until passed: the next pass records the end and claims, in one transaction.
+  await pass('retry-moved', ms(T + 291, 500));
+  await act('retry-moved', { type: 'RecordDispatch', jobId: 'job-retry-moved' }, BY_D1, ms(T + 292));
+  await pass('moved-later', ms(T + 302, 500));
+  await act('moved-later', { type: 'RecordDispatch', jobId: 'job-later' }, BY_D1, ms(T + 303));
+  await act('requeued-expired', { type: 'Cancel' }, 'cli:cancel', ms(T + 600));
+  // Paused without until; a due reservation is not claimed until the resume, then late by the pause.
+  await control({ type: 'Pause', reason: 'disk full', until: null }, 'cli:pause', ms(T + 1000));
+  await act('paused-over', reserveCommand('paused-over'), 'cli:reserve', ms(T + 1050));
+  expect(await tryAct(h, 'paused-over', claim(), BY_D1, ms(T + 1100))).toBe(false);
+  await control({ type: 'Resume' }, 'cli:resume', ms(T + 1200));
+  await act('paused-over', claim(), BY_D1, ms(T + 1200, 30));
+  await act('paused-over', { type: 'RecordDispatch', jobId: 'job-paused-over' }, BY_D1, ms(T + 1201));
+  // Paused without reason until T+2500; paused again after that until passed, before any dispatcher
+  // recorded it: a new pause (since T+2600), still in force at QUERY_NOW.
+  await control({ type: 'Pause', reason: null, until: T + 2500 }, 'cli:pause', ms(T + 2000));
+  await control({ type: 'Pause', reason: 'deploy', until: null }, 'cli:pause', ms(T + 2600));
 }
 
-/** Random legal sequences over a few run keys: every transition, in orders no scenario writes by hand. */
+/**
+ * Random legal sequences over a few run keys: every transition, in orders no scenario writes by hand;
+ * pauses (with and without until), resumes and dispatcher passes among them. A snapshot after each
+ * control command and pass, and every 25 steps.
+ */
 async function writeRandomWalk(h: HostLedger, seed: number, steps: number): Promise<void> {
   const random = prng(seed);
   const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)] as T;
@@ -167,6 +308,23 @@ async function writeRandomWalk(h: HostLedger, seed: number, steps: number): Prom
     now += Math.floor(random() * 4000);
     const runKey = pick(keys);
     const seconds = Math.floor(now / 1000);
+    if (random() < 0.08) {
+      const what = random();
+      if (what < 0.4) {
+        const until = random() < 0.6 ? seconds + 1 + Math.floor(random() * 30) : null;
+        await tryControl(h, { type: 'Pause', reason: pick(['maintenance', null, AWKWARD]), until }, 'cli:pause', now);
+      } else if (what < 0.7) {
+        await tryControl(h, { type: 'Resume' }, 'cli:resume', now);
+      } else {
+        await dispatcherPass(h, null, OWNER_D1, now);
+      }
+      snapshot(h);
+      continue;
+    }
+    const newTimes = () => ({
+      ...(random() < 0.6 ? { notBefore: seconds + Math.floor(random() * 8) } : {}),
+      ...(random() < 0.5 ? { expiresAt: random() < 0.4 ? null : seconds + 3 + Math.floor(random() * 10) } : {}),
+    });
     const commands: ReservationCommand[] = [
       reserveCommand(runKey, {
         ...(random() < 0.5 ? { notBefore: seconds + Math.floor(random() * 6) } : {}),
@@ -182,14 +340,26 @@ async function writeRandomWalk(h: HostLedger, seed: number, steps: number): Prom
       { type: 'Cancel' },
       { type: 'Clean' },
       { type: 'ReleaseClaim', reason: `step ${i}` },
+      { type: 'Reschedule', ...newTimes() },
+      { type: 'Requeue', ...newTimes() },
     ];
     const command = pick(commands);
-    const actor = command.type === 'Reserve' ? 'cli:reserve' : command.type === 'Cancel' ? 'cli:cancel' : command.type === 'Clean' ? 'cli:clean' : `dispatcher:${D1}`;
-    await tryAct(h, runKey, command, actor, now);
+    if (command.type === 'Claim') {
+      // As `run` claims: a pass that first records the end of a pause whose until has passed.
+      if (await dispatcherPass(h, runKey, command.owner as typeof OWNER_D1, now)) snapshot(h);
+    } else {
+      const actor =
+        { Reserve: 'cli:reserve', Cancel: 'cli:cancel', Clean: 'cli:clean', Reschedule: 'cli:reschedule', Requeue: 'cli:requeue' }[
+          command.type as string
+        ] ?? `dispatcher:${D1}`;
+      await tryAct(h, runKey, command, actor, now);
+    }
+    if (i % 25 === 0) snapshot(h);
   }
+  snapshot(h);
 }
 
-/** A ledger line written by hand, for event types this code base does not write yet. */
+/** A ledger line written by hand: for lines the write path never writes (no event at all, a role's refusal). */
 function handLine(e: { position: number; reservation_id: string; version: number; run_key: string; type: string; data: unknown; at: number; actor?: string }): string {
   return stringifySorted({
     actor: e.actor ?? 'cli:operator',
@@ -204,6 +374,71 @@ function handLine(e: { position: number; reservation_id: string; version: number
     type: e.type,
     version: e.version,
   });
+}
+
+/** Every reservation event of a ledger with its stream's state just before it (the fold, `evolve`). */
+function statesBefore(rows: readonly EventRow[]): { event: ReservationEvent; before: Reservation | null }[] {
+  const states = new Map<string, ReservationState>();
+  const out: { event: ReservationEvent; before: Reservation | null }[] = [];
+  for (const row of rows) {
+    const event = rowToEvent(row);
+    if (isControlEvent(event)) continue;
+    const before = states.get(event.reservationId) ?? null;
+    out.push({ event, before });
+    states.set(event.reservationId, evolve(before, event));
+  }
+  return out;
+}
+
+/** Every claim of a ledger, with its reservation's state just before it. */
+function claimsWithStateBefore(rows: readonly EventRow[]): { claim: EventOf<'DispatchClaimed'>; before: Reservation }[] {
+  return statesBefore(rows).flatMap(({ event, before }) =>
+    event.type === 'DispatchClaimed' ? [{ claim: event as EventOf<'DispatchClaimed'>, before: before! }] : [],
+  );
+}
+
+/**
+ * docs/auditing.md's `dispatch-pauses` rows, from the control stream's fold (evolveControl): a pause
+ * begins where `since` moves, goes on while it stays, and ends at the next DispatchResumed or a new
+ * pause, or at its until when that came first; `now` for the one still going.
+ */
+function pausesOf(rows: readonly EventRow[], now: number): Record<string, unknown>[] {
+  const iso = (s: number | null) => (s === null ? null : new Date(s * 1000).toISOString().replace('T', ' ').replace('.000Z', ''));
+  interface Span { since: number; actor: string; reason: string | null; until: number | null; changes: number; endedAt: number | null; endedBy: string | null }
+  const spans: Span[] = [];
+  let state: DispatchControl = NOT_PAUSED;
+  let open: Span | null = null;
+  const end = (span: Span, at: number, by: string) => {
+    if (span.until !== null && span.until <= at) [span.endedAt, span.endedBy] = [span.until, 'until'];
+    else [span.endedAt, span.endedBy] = [at, by];
+  };
+  for (const row of rows) {
+    const event = rowToEvent(row);
+    if (!isControlEvent(event)) continue;
+    const next = evolveControl(state, event as ControlEvent);
+    if (open !== null && (!next.paused || next.since !== open.since)) {
+      end(open, event.recordedAt, event.actor);
+      open = null;
+    }
+    if (next.paused && open === null) {
+      open = { since: next.since!, actor: next.actor!, reason: next.reason, until: next.until, changes: 0, endedAt: null, endedBy: null };
+      spans.push(open);
+    } else if (next.paused && open !== null) {
+      Object.assign(open, { reason: next.reason, until: next.until, changes: open.changes + 1 });
+    }
+    state = next;
+  }
+  if (open !== null && open.until !== null && open.until <= now) end(open, now, '');
+  return spans.map((s) => ({
+    paused_at: iso(s.since),
+    paused_by: s.actor,
+    reason: s.reason,
+    until: iso(s.until),
+    changes: s.changes,
+    ended_at: iso(s.endedAt),
+    ended_by: s.endedBy,
+    paused_s: (s.endedAt ?? now) - s.since,
+  }));
 }
 
 /** How one question of docs/auditing.md is asked of the hosts and of the fleet. */
@@ -258,19 +493,21 @@ describe.skipIf(PG_BIN === null)(title, () => {
       const rows = rowsOf.get(h.host)!;
       expect(rows.length).toBeGreaterThan(20);
       expect(centralEventsOf(pg, h.host)).toEqual(expectedCentralEvents(rows));
+      // The scenario and the walk both went through every event type of the code base.
+      expect([...new Set(rows.map((r) => r.type))].sort(), h.host).toEqual([...EVENT_TYPES].sort());
     }
     expect(pg.rows('SELECT * FROM reservation_events_rejected')).toEqual([]);
-    // The walk went through every event type of the code base.
-    const types = new Set(rowsOf.get('edge-2')!.map((r) => r.type));
-    expect([...types].sort()).toEqual(
-      ['Cancelled', 'ClaimReleased', 'Cleaned', 'DispatchAttemptFailed', 'DispatchClaimed', 'DispatchFailed', 'DispatchRefused', 'Dispatched', 'Expired', 'Reserved'].sort(),
+    // The walk's pauses ended every way: by resume, and by a dispatcher pass after their until.
+    const resumes = rowsOf.get('edge-2')!.filter((r) => r.type === 'DispatchResumed');
+    expect(new Set(resumes.map((r) => (r.actor.startsWith('dispatcher:') ? `${r.actor.split(':')[0]}: ${r.data}` : `${r.actor}: ${r.data}`)))).toEqual(
+      new Set(['cli:resume: {}', 'dispatcher: {"until_passed":true}']),
     );
   });
 
   it('fleet_reservations is, host by host, the projection: what `list` prints and the columns beyond it', () => {
     for (const h of hosts) {
       const db = handles.get(h.host)!;
-      const projection = db.prepare('SELECT * FROM reservations ORDER BY reservation_id').all() as Parameters<typeof rowToReservation>[0][];
+      const projection = db.prepare('SELECT * FROM reservations ORDER BY reservation_id').all() as ReservationRow[];
       expect(projection.length).toBeGreaterThan(5);
       const fleet = fleetReservationsOf(pg, h.host).map(splitFleetReservation);
       expect(fleet.map((f) => f.list)).toEqual(projection.map((row) => reservationJson(rowToReservation(row))));
@@ -278,12 +515,65 @@ describe.skipIf(PG_BIN === null)(title, () => {
     }
   });
 
+  it('fleet_reservations and fleet_dispatch are the projection and the dispatch_control row after every command, shipped a command at a time', () => {
+    // One psql session and transaction per host (rolled back: no other test sees it): the lines of each
+    // step, then the views of that host as they are.
+    for (const h of hosts) {
+      const steps = h.steps;
+      expect(steps.length, h.host).toBeGreaterThan(20);
+      const lines = rowsOf.get(h.host)!.map(eventLine);
+      const stepHost = `${h.host}-steps`;
+      const columns = [...LIST_KEYS, ...PROJECTION_EXTRAS].join(', ');
+      let shipped = 0;
+      let script = 'BEGIN;\n';
+      for (const step of steps) {
+        for (const line of lines.slice(shipped, step.position)) script += `${insertStatement(stepHost, line)};\n`;
+        shipped = step.position;
+        script +=
+          `SELECT jsonb_build_object(` +
+          `'dispatch', (SELECT to_jsonb(d) - 'host' FROM fleet_dispatch AS d WHERE d.host = '${stepHost}'), ` +
+          `'reservations', (SELECT COALESCE(jsonb_agg(to_jsonb(f) ORDER BY f.reservation_id), '[]') ` +
+          `FROM (SELECT ${columns} FROM fleet_reservations WHERE host = '${stepHost}') AS f));\n`;
+      }
+      script += 'ROLLBACK;\n';
+      const out = pg.psql(script).split('\n').filter((l) => l.trim() !== '');
+      expect(out).toHaveLength(steps.length);
+      const nowMs = Date.now();
+      steps.forEach((step, i) => {
+        const got = JSON.parse(out[i]!) as { dispatch: Record<string, unknown> | null; reservations: FleetReservation[] };
+        const label = `${h.host} after position ${step.position}`;
+        const fleet = got.reservations.map(splitFleetReservation);
+        expect(fleet.map((f) => f.list), label).toEqual(step.reservations.map((row) => reservationJson(rowToReservation(row))));
+        expect(fleet.map((f) => f.extras), label).toEqual(
+          step.reservations.map((row) => ({ reservation_id: row.reservation_id, ...Object.fromEntries(PROJECTION_EXTRAS.map((k) => [k, row[k]])) })),
+        );
+        const control = step.control;
+        expect(got.dispatch, label).toEqual({ ...control, in_force: effectivePause(control, nowMs).paused });
+      });
+    }
+    // Both ends of what in_force tells apart were seen: a pause in force, and one outlived but not
+    // yet recorded as ended (paused, not in force).
+    const all = hosts.flatMap((h) => h.steps.map((s) => s.control));
+    expect(all.some((c) => c.paused && c.until === null)).toBe(true);
+    expect(all.some((c) => c.paused && c.until !== null && c.until * 1000 <= Date.now())).toBe(true);
+    // A pause after an outlived one began anew: since moved on while paused all along.
+    expect(hosts[0]!.steps.at(-1)!.control).toEqual({ paused: true, reason: 'deploy', until: null, since: T + 2600, actor: 'cli:pause', version: 7 });
+    // The hosts themselves, as they are.
+    for (const h of hosts) {
+      expect(pg.rows("SELECT paused, reason, until, since, actor, version FROM fleet_dispatch WHERE host = :'host'", { vars: { host: h.host } })).toEqual([
+        h.steps.at(-1)!.control,
+      ]);
+    }
+  });
+
   it('fleet_pending, fleet_failures and fleet_late_starts say what the ledger says', () => {
     for (const h of hosts) {
       const db = handles.get(h.host)!;
       const rows = rowsOf.get(h.host)!;
-      const pending = db.prepare("SELECT reservation_id FROM reservations WHERE reservation_status IN ('RESERVED', 'DISPATCHING') ORDER BY reservation_id").pluck().all();
-      expect(pg.rows("SELECT reservation_id FROM fleet_pending WHERE host = :'host' ORDER BY reservation_id", { vars: { host: h.host } }).map((r) => r['reservation_id'])).toEqual(pending);
+      const pending = db
+        .prepare("SELECT reservation_id, COALESCE(not_before, created_at) AS due_at FROM reservations WHERE reservation_status IN ('RESERVED', 'DISPATCHING') ORDER BY reservation_id")
+        .all();
+      expect(pg.rows("SELECT reservation_id, due_at FROM fleet_pending WHERE host = :'host' ORDER BY reservation_id", { vars: { host: h.host } })).toEqual(pending);
 
       const failures = rows
         .filter((r) => ['DispatchFailed', 'DispatchAttemptFailed', 'DispatchRefused'].includes(r.type))
@@ -294,22 +584,52 @@ describe.skipIf(PG_BIN === null)(title, () => {
       expect(failures.length).toBeGreaterThan(0);
       expect(pg.rows("SELECT position, type, final, error, exit_code, attempt FROM fleet_failures WHERE host = :'host' ORDER BY position", { vars: { host: h.host } })).toEqual(failures);
 
-      const first = new Map(rows.filter((r) => r.version === 1).map((r) => [r.reservation_id, r]));
-      const late = rows
-        .filter((r) => r.type === 'DispatchClaimed' && (JSON.parse(r.data) as { late_by_ms: number }).late_by_ms > 1000)
-        .map((r) => {
-          const reserved = first.get(r.reservation_id)!;
-          const notBefore = (JSON.parse(reserved.data) as { not_before: number | null }).not_before;
-          return {
-            position: r.position,
-            late_by_ms: (JSON.parse(r.data) as { late_by_ms: number }).late_by_ms,
-            due_at: notBefore ?? reserved.recorded_at,
-            late_by_ms_recomputed: r.recorded_at_ms - (notBefore === null ? reserved.recorded_at_ms : notBefore * 1000),
-          };
-        });
+      // From the fold: the due time is the state's not_before just before the claim (after a
+      // Rescheduled or Requeued, theirs), else the creation.
+      const late = claimsWithStateBefore(rows)
+        .filter(({ claim: c }) => c.data.late_by_ms > 1000)
+        .map(({ claim: c, before }) => ({
+          position: c.position,
+          late_by_ms: c.data.late_by_ms,
+          due_at: before.notBefore ?? before.createdAt,
+          late_by_ms_recomputed: c.recordedAtMs - (before.notBefore === null ? before.createdAtMs : before.notBefore * 1000),
+        }));
       expect(pg.rows("SELECT position, late_by_ms, due_at, late_by_ms_recomputed FROM fleet_late_starts WHERE host = :'host' ORDER BY position", { vars: { host: h.host } })).toEqual(late);
     }
-    expect(pg.rows("SELECT run_key FROM fleet_late_starts WHERE host = 'edge-1' ORDER BY position").map((r) => r['run_key'])).toEqual(['fail', 'ok', 'released', 'rerun', 'claimed']);
+    expect(pg.rows("SELECT run_key FROM fleet_late_starts WHERE host = 'edge-1' ORDER BY position").map((r) => r['run_key'])).toEqual([
+      'fail', 'ok', 'released', 'rerun', 'claimed', 'moved-earlier', 'requeued-failed', 'retry-moved', 'moved-later', 'paused-over',
+    ]);
+  });
+
+  it("docs/auditing.md's questions agree with the write path on rescheduled, requeued and paused reservations", () => {
+    for (const h of hosts) {
+      const db = handles.get(h.host)!;
+      const rows = rowsOf.get(h.host)!;
+      // late-claims: the recomputed lateness is the dispatcher's own unless a retry time was pending
+      // at the claim (which the query leaves out, as it says).
+      const claims = new Map(claimsWithStateBefore(rows).map((c) => [c.claim.position, c]));
+      const lateRows = hostAnswer(db, 'late-claims', { min_late_ms: 0 });
+      expect(lateRows.length).toBe(claims.size);
+      const byPosition = db.prepare("SELECT position FROM reservation_events WHERE type = 'DispatchClaimed' ORDER BY json_extract(data, '$.late_by_ms') DESC, position").pluck().all() as number[];
+      lateRows.forEach((row, i) => {
+        const { claim: c, before } = claims.get(byPosition[i]!)!;
+        if (before.retryAt === null) expect(row['late_by_ms_recomputed'], `${h.host} claim at ${c.position}`).toBe(row['late_by_ms']);
+      });
+      // cancellations: the status before is the fold's.
+      const cancelled = statesBefore(rows).filter(({ event }) => event.type === 'Cancelled').map(({ before }) => before!.status);
+      expect(cancelled.length, h.host).toBeGreaterThan(2);
+      expect(hostAnswer(db, 'cancellations').map((r) => r['status_before'])).toEqual(cancelled);
+      // rebuild-state: the projection's row, for every live run key.
+      for (const row of db.prepare('SELECT * FROM reservations ORDER BY run_key').all() as ReservationRow[]) {
+        const [rebuilt] = hostAnswer(db, 'rebuild-state', { run_key: row.run_key });
+        const { command_json, ...rest } = rebuilt!;
+        const want = Object.fromEntries(Object.keys(rest).map((k) => [k, (row as Record<string, unknown>)[k]]));
+        expect({ ...rest, command: JSON.parse(command_json as string) as unknown }, `${h.host} ${row.run_key}`).toEqual({ ...want, command: JSON.parse(row.command_json) as unknown });
+      }
+      // dispatch-pauses: the pauses of the control stream's fold.
+      const now = QUERY_NOW;
+      expect(hostAnswer(db, 'dispatch-pauses', { now }), h.host).toEqual(pausesOf(rows, now));
+    }
   });
 
   it('every question of docs/auditing.md has a fleet version in docs/fleet.md that answers it for every host at once', () => {
@@ -319,7 +639,10 @@ describe.skipIf(PG_BIN === null)(title, () => {
       'late-claims': { params: { min_late_ms: 1001 } },
       'dispatch-failures': { params: { from: S, to: S + 400_000 } },
       cancellations: { params: {} },
-      'dispatch-latency-per-day': { params: {} },
+      'reschedules-and-requeues': { params: {} },
+      'dispatch-pauses': { params: { now: QUERY_NOW } },
+      // SQLite rounds binary floats, PostgreSQL numerics: a half may round either way.
+      'dispatch-latency-per-day': { params: {}, tolerance: { avg_reserve_to_dispatch_s: 0.1, max_reserve_to_dispatch_s: 0.1, avg_due_to_dispatch_ms: 1 } },
       waiting: { params: { now: S + 1000 }, unordered: true },
       'recovered-dispatches': { params: {} },
       'released-claims': { params: {} },
@@ -345,101 +668,33 @@ describe.skipIf(PG_BIN === null)(title, () => {
     expect(pg.rows(fleetQuery('fleet-rebuild-state'), { vars: { run_key: 'rerun' } })).toEqual([
       expect.objectContaining({ host: 'edge-1', reservation_status: 'DISPATCHED', job_id: 'job-rerun' }),
     ]);
-  });
-
-  it('folds Rescheduled, Requeued and the dispatch control stream as specified (written by hand until the code base writes them)', () => {
-    const host = 'edge-next';
-    const T = S + 10_000;
-    let position = 0;
-    const versions = new Map<string, number>();
-    const ev = (reservation_id: string, run_key: string, type: string, data: unknown, at: number) => {
-      const version = (versions.get(reservation_id) ?? 0) + 1;
-      versions.set(reservation_id, version);
-      return handLine({ position: ++position, reservation_id, version, run_key, type, data, at });
-    };
-    const reserved = (notBefore: number | null, expiresAt: number | null) => ({ command: ['x'], orchesjob_start_options: [], metadata: null, not_before: notBefore, expires_at: expiresAt });
-    const times = (nb: number | null, ea: number | null, prev: [number | null, number | null], extra: Record<string, unknown> = {}) => ({ not_before: nb, expires_at: ea, previous_not_before: prev[0], previous_expires_at: prev[1], ...extra });
-    const claimData = (lateByMs: number) => ({ ...OWNER_D1, argv: ['orchesjob'], late_by_ms: lateByMs, start_timeout_ms: 60_000 });
-    const pause = (reason: string | null, until: number | null) => ({ reason, until });
-    const control = (type: string, data: unknown, at: number) => ev('@dispatch', '', type, data, at);
-    const lines = [
-      // rescheduled: RESERVED stays RESERVED with the new times.
-      ev('R1', 'rescheduled', 'Reserved', reserved(T + 100, T + 200), T),
-      control('DispatchPaused', pause('maintenance', T + 600), T + 1),
-      ev('R1', 'rescheduled', 'Rescheduled', times(T + 150, null, [T + 100, T + 200]), T + 2),
-      // after a released claim: Rescheduled keeps last_error.
-      ev('R2', 'released-then-rescheduled', 'Reserved', reserved(null, null), T + 3),
-      ev('R2', 'released-then-rescheduled', 'DispatchClaimed', claimData(0), T + 4),
-      ev('R2', 'released-then-rescheduled', 'ClaimReleased', { reason: 'gone', previous_owner: OWNER_D1 }, T + 5),
-      control('DispatchPaused', pause('longer maintenance', T + 900), T + 6),
-      ev('R2', 'released-then-rescheduled', 'Rescheduled', times(T + 500, T + 800, [null, null]), T + 7),
-      // failed, requeued, then dispatched.
-      ev('R3', 'requeued', 'Reserved', reserved(T + 8, null), T + 8),
-      ev('R3', 'requeued', 'DispatchClaimed', claimData(10), T + 8.01),
-      ev('R3', 'requeued', 'DispatchFailed', { error: 'exit_code=5', exit_code: 5 }, T + 9),
-      ev('R3', 'requeued', 'Requeued', times(T + 20, T + 60, [T + 8, null], { previous_status: 'DISPATCH_FAILED' }), T + 10),
-      // expired, requeued, rescheduled: waits again.
-      ev('R4', 'expired-requeued', 'Reserved', reserved(null, T + 12), T + 11),
-      ev('R4', 'expired-requeued', 'Expired', { expires_at: T + 12 }, T + 12),
-      ev('R4', 'expired-requeued', 'Requeued', times(T + 3000, null, [null, T + 12], { previous_status: 'EXPIRED' }), T + 13),
-      ev('R4', 'expired-requeued', 'Rescheduled', times(T + 4000, T + 5000, [T + 3000, null]), T + 14),
-      control('DispatchResumed', { until_passed: false }, T + 15),
-      ev('R3', 'requeued', 'DispatchClaimed', claimData(1500), T + 21.5),
-      ev('R3', 'requeued', 'Dispatched', { job_id: 'job-3' }, T + 22),
-      // rescheduled later, then claimed late: lateness from the new not_before.
-      ev('R5', 'late-after-reschedule', 'Reserved', reserved(T + 30, null), T + 23),
-      ev('R5', 'late-after-reschedule', 'Rescheduled', times(T + 40, null, [T + 30, null]), T + 24),
-      ev('R5', 'late-after-reschedule', 'DispatchClaimed', claimData(2500), T + 42.5),
-      control('DispatchPaused', pause(null, null), T + 50),
-    ];
-    const dispatchAfter = (n: number) => {
-      ship(pg, host, lines.slice(0, n), { as: ingest });
-      return pg.rows("SELECT host, paused, reason, until, since FROM fleet_dispatch WHERE host = :'host'", { vars: { host } })[0];
-    };
-    // The control stream, step by step: a pause, a second pause (reason and until change, since does
-    // not), a resume, a pause without reason or until.
-    expect(dispatchAfter(1)).toEqual({ host, paused: false, reason: null, until: null, since: null });
-    expect(dispatchAfter(2)).toEqual({ host, paused: true, reason: 'maintenance', until: T + 600, since: T + 1 });
-    expect(dispatchAfter(7)).toEqual({ host, paused: true, reason: 'longer maintenance', until: T + 900, since: T + 1 });
-    expect(dispatchAfter(17)).toEqual({ host, paused: false, reason: null, until: null, since: null });
-    expect(dispatchAfter(lines.length)).toEqual({ host, paused: true, reason: null, until: null, since: T + 50 });
-    // Hosts without control events are listed, not paused.
-    expect(pg.rows("SELECT host, paused FROM fleet_dispatch WHERE host IN ('edge-1', 'edge-2') ORDER BY host")).toEqual([
-      { host: 'edge-1', paused: false },
-      { host: 'edge-2', paused: false },
-    ]);
-
-    const state = pg.rows(
-      `SELECT run_key, reservation_status, job_id, not_before, expires_at, created_at, updated_at, dispatched_at, last_error, version
-         FROM fleet_reservations WHERE host = :'host' ORDER BY reservation_id`,
-      { vars: { host } },
+    // The changed questions were asked of rescheduled and requeued reservations, and of every pause.
+    const edge1 = (name: string, params: Record<string, string | number>) =>
+      pg.rows(fleetQuery(name), { vars: params }).filter((r) => r['host'] === 'edge-1');
+    expect(edge1('fleet-late-claims', byName['late-claims']!.params).map((r) => r['run_key'])).toEqual(
+      expect.arrayContaining(['moved-later', 'moved-earlier', 'requeued-failed', 'retry-moved', 'paused-over']),
     );
-    expect(state).toEqual([
-      { run_key: 'rescheduled', reservation_status: 'RESERVED', job_id: null, not_before: T + 150, expires_at: null, created_at: T, updated_at: T + 2, dispatched_at: null, last_error: null, version: 2 },
-      { run_key: 'released-then-rescheduled', reservation_status: 'RESERVED', job_id: null, not_before: T + 500, expires_at: T + 800, created_at: T + 3, updated_at: T + 7, dispatched_at: null, last_error: 'recovered from DISPATCHING', version: 4 },
-      { run_key: 'requeued', reservation_status: 'DISPATCHED', job_id: 'job-3', not_before: T + 20, expires_at: T + 60, created_at: T + 8, updated_at: T + 22, dispatched_at: T + 22, last_error: null, version: 6 },
-      { run_key: 'expired-requeued', reservation_status: 'RESERVED', job_id: null, not_before: T + 4000, expires_at: T + 5000, created_at: T + 11, updated_at: T + 14, dispatched_at: null, last_error: null, version: 4 },
-      { run_key: 'late-after-reschedule', reservation_status: 'DISPATCHING', job_id: null, not_before: T + 40, expires_at: null, created_at: T + 23, updated_at: T + 42, dispatched_at: null, last_error: null, version: 3 },
+    expect(edge1('fleet-cancellations', {}).map((r) => [r['run_key'], r['status_before']])).toEqual(
+      expect.arrayContaining([['requeued-expired', 'RESERVED'], ['rescheduled-cancelled', 'RESERVED']]),
+    );
+    expect(edge1('fleet-reschedules-and-requeues', {}).map((r) => [r['run_key'], r['type'], r['from_status']])).toEqual([
+      ['rescheduled-cancelled', 'Rescheduled', 'RESERVED'],
+      ['moved-later', 'Rescheduled', 'RESERVED'],
+      ['retry-moved', 'Rescheduled', 'RESERVED'],
+      ['moved-earlier', 'Rescheduled', 'RESERVED'],
+      ['retry-moved', 'Rescheduled', 'RESERVED'],
+      ['requeued-failed', 'Requeued', 'DISPATCH_FAILED'],
+      ['requeued-expired', 'Requeued', 'EXPIRED'],
     ]);
-    // Requeued from DISPATCH_FAILED, before its second claim (the same lines up to the Requeued, as
-    // another host): RESERVED, no error, no job, the new times.
-    ship(pg, 'edge-next-early', lines.slice(0, 12), { as: ingest });
-    expect(
-      pg.rows("SELECT reservation_status, job_id, last_error, not_before, expires_at, updated_at FROM fleet_reservations WHERE host = 'edge-next-early' AND run_key = 'requeued'"),
-    ).toEqual([{ reservation_status: 'RESERVED', job_id: null, last_error: null, not_before: T + 20, expires_at: T + 60, updated_at: T + 10 }]);
-    // The control stream is no reservation: nothing of it in fleet_reservations.
-    expect(pg.rows("SELECT count(*) AS n FROM fleet_reservations WHERE reservation_id = '@dispatch' OR run_key = ''")).toEqual([{ n: 0 }]);
-    expect(pg.rows("SELECT run_key, due_at FROM fleet_pending WHERE host = 'edge-next' ORDER BY due_at")).toEqual([
-      { run_key: 'late-after-reschedule', due_at: T + 40 },
-      { run_key: 'rescheduled', due_at: T + 150 },
-      { run_key: 'released-then-rescheduled', due_at: T + 500 },
-      { run_key: 'expired-requeued', due_at: T + 4000 },
+    expect(edge1('fleet-dispatch-pauses', { now: QUERY_NOW }).map((r) => [r['reason'], r['changes'], r['ended_by'], r['paused_s']])).toEqual([
+      [`maintenance, extended: ${AWKWARD}`, 1, 'until', 180],
+      ['disk full', 0, 'cli:resume', 200],
+      [null, 0, 'until', 500],
+      ['deploy', 0, null, QUERY_NOW - (T + 2600)],
     ]);
-    expect(pg.rows("SELECT run_key, due_at, late_by_ms, late_by_ms_recomputed FROM fleet_late_starts WHERE host = 'edge-next' ORDER BY position")).toEqual([
-      { run_key: 'requeued', due_at: T + 20, late_by_ms: 1500, late_by_ms_recomputed: 1500 },
-      { run_key: 'late-after-reschedule', due_at: T + 40, late_by_ms: 2500, late_by_ms_recomputed: 2500 },
+    expect(edge1('fleet-rebuild-state', { run_key: 'retry-moved' })).toEqual([
+      expect.objectContaining({ reservation_status: 'DISPATCHED', not_before: T + 290, expires_at: T + 5000, last_error: null }),
     ]);
-    expect(pg.rows("SELECT events, last_position, missing FROM fleet_hosts WHERE host = 'edge-next'")).toEqual([{ events: lines.length, last_position: lines.length, missing: 0 }]);
   });
 
   it('keeps a line that is no event line aside, stores what PostgreSQL text cannot hold as U+FFFD, and never fails the statement', () => {

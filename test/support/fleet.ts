@@ -120,6 +120,8 @@ export const FLEET_VERSIONS: Readonly<Record<string, string>> = {
   'late-claims': 'fleet-late-claims',
   'dispatch-failures': 'fleet-dispatch-failures',
   cancellations: 'fleet-cancellations',
+  'reschedules-and-requeues': 'fleet-reschedules-and-requeues',
+  'dispatch-pauses': 'fleet-dispatch-pauses',
   'dispatch-latency-per-day': 'fleet-dispatch-latency-per-day',
   waiting: 'fleet-waiting',
   'recovered-dispatches': 'fleet-recovered-dispatches',
