@@ -1,3 +1,5 @@
+import type { DispatchControl } from './events/control.js';
+import { effectivePause } from './events/control.js';
 import type { Reservation } from './events/index.js';
 import { shellJoin } from './orchesjob/argv.js';
 import { localIso } from './output.js';
@@ -43,9 +45,22 @@ function columns(rows: string[][]): string {
   return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join('  ')).join('\n');
 }
 
-/** `list --format table`: one line per reservation. */
-export function reservationsTable(reservations: readonly Reservation[], nowSec: number): string {
-  if (reservations.length === 0) return '(no reservations)\n';
+/**
+ * The line above a table while dispatching is paused (`pause`): since when, why, until when; empty
+ * while it is not.
+ */
+export function pausedBanner(control: DispatchControl, nowSec: number): string {
+  const c = effectivePause(control, nowSec * 1000);
+  if (!c.paused) return '';
+  const why = c.reason === null ? '' : `: ${firstLine(c.reason, 80)}`;
+  const until = c.until === null ? 'until resume' : `until ${localTime(c.until, nowSec)}`;
+  return `DISPATCHING PAUSED since ${localTime(c.since, nowSec)}, ${until}${why}\n\n`;
+}
+
+/** `list --format table`: one line per reservation (after the paused banner, while paused). */
+export function reservationsTable(reservations: readonly Reservation[], nowSec: number, control?: DispatchControl): string {
+  const banner = control === undefined ? '' : pausedBanner(control, nowSec);
+  if (reservations.length === 0) return `${banner}(no reservations)\n`;
   const header = ['RUN KEY', 'STATUS', 'DUE', 'EXPIRES', 'CREATED', 'JOB ID', 'LAST ERROR'];
   const rows = reservations.map((r) => [
     r.runKey,
@@ -56,11 +71,11 @@ export function reservationsTable(reservations: readonly Reservation[], nowSec: 
     r.jobId ?? '-',
     firstLine(r.lastError, 60),
   ]);
-  return `${columns([header, ...rows])}\n`;
+  return `${banner}${columns([header, ...rows])}\n`;
 }
 
-/** `status --format table`: one reservation, a field per line. */
-export function reservationDetail(r: Reservation, nowSec: number, job?: unknown): string {
+/** `status --format table`: one reservation, a field per line (after the paused banner, while paused). */
+export function reservationDetail(r: Reservation, nowSec: number, job?: unknown, control?: DispatchControl): string {
   const rows: [string, string][] = [
     ['run key', r.runKey],
     ['reservation id', r.reservationId],
@@ -82,5 +97,6 @@ export function reservationDetail(r: Reservation, nowSec: number, job?: unknown)
     rows.push(['job status', typeof status === 'string' ? status : JSON.stringify(job)]);
   }
   const width = Math.max(...rows.map(([k]) => k.length));
-  return `${rows.map(([k, v]) => `${k.padEnd(width)}  ${v.replaceAll('\n', `\n${' '.repeat(width + 2)}`)}`).join('\n')}\n`;
+  const banner = control === undefined ? '' : pausedBanner(control, nowSec);
+  return `${banner}${rows.map(([k, v]) => `${k.padEnd(width)}  ${v.replaceAll('\n', `\n${' '.repeat(width + 2)}`)}`).join('\n')}\n`;
 }

@@ -41,7 +41,7 @@ export async function list({ flags }: ParsedArgv<typeof args>, scope: Scope): Pr
   const format = outputFormat(flags);
   const filter = { status, limit, runKeyPrefix: scope.runKeyPrefix };
   const [reservations, control] = await withLedger(flags, async (ledger) => [await listReservations(ledger.db, filter), await readControl(ledger.db)] as const);
-  if (format === 'table') writeStdout(reservationsTable(reservations, Math.floor(Date.now() / 1000)));
+  if (format === 'table') writeStdout(reservationsTable(reservations, Math.floor(Date.now() / 1000), control));
   else printJson({ reservations: reservations.map(reservationJson), dispatch: dispatchJson(control, Date.now()) });
 }
 

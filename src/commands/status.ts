@@ -43,7 +43,7 @@ export async function status({ flags }: ParsedArgv<typeof args>, scope: Scope): 
   const job = flags['include-job'] && reservation.jobId !== null ? await jobStatus(orchesjobBin(flags), reservation.jobId) : undefined;
   const output = statusDocument(reservation, control, Date.now(), job);
   if (format === 'table') {
-    writeStdout(reservationDetail(reservation, Math.floor(Date.now() / 1000), output['job']));
+    writeStdout(reservationDetail(reservation, Math.floor(Date.now() / 1000), output['job'], control));
   } else {
     printJson(output);
   }

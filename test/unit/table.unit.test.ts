@@ -2,7 +2,8 @@ process.env.TZ = 'Asia/Tokyo';
 
 import { describe, expect, it } from 'vitest';
 import type { Reservation } from '../../src/events/index.js';
-import { localTime, relative, reservationDetail, reservationsTable } from '../../src/table.js';
+import { NOT_PAUSED } from '../../src/events/control.js';
+import { localTime, pausedBanner, relative, reservationDetail, reservationsTable } from '../../src/table.js';
 
 const NOW = 1_777_830_000; // 2026-05-03T17:40:00Z = 2026-05-04 02:40:00 +09:00
 
@@ -70,5 +71,23 @@ describe('--format table', () => {
     expect(text).toContain("command         /usr/local/bin/backup.sh --label 'a b'\n");
     expect(text).toContain('job id          job-1\n');
     expect(text).toContain('job status      RUNNING\n');
+  });
+});
+
+describe('the paused banner', () => {
+  const paused = { paused: true, reason: 'storage maintenance\nsecond line', until: NOW + 3600, since: NOW - 600, actor: 'cli:pause', version: 1 };
+
+  it('heads list and status while a pause is in force, with since, until and the reason\'s first line', () => {
+    const banner = pausedBanner(paused, NOW);
+    expect(banner).toMatch(/^DISPATCHING PAUSED since .*\(10m ago\), until .*\(in 1h\): storage maintenance\n\n$/);
+    expect(reservationsTable([], NOW, paused)).toBe(`${banner}(no reservations)\n`);
+    expect(reservationDetail(base, NOW, undefined, paused).startsWith(banner)).toBe(true);
+    expect(pausedBanner({ ...paused, until: null, reason: null }, NOW)).toMatch(/until resume\n\n$/);
+  });
+
+  it('is absent while not paused, and once the pause\'s until has passed', () => {
+    expect(pausedBanner(NOT_PAUSED, NOW)).toBe('');
+    expect(pausedBanner({ ...paused, until: NOW - 1 }, NOW)).toBe('');
+    expect(reservationsTable([], NOW, NOT_PAUSED)).toBe('(no reservations)\n');
   });
 });
