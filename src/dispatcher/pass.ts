@@ -62,9 +62,11 @@ export async function writePass(
   work: { readonly claiming: boolean; readonly slots: number; readonly batch: readonly PendingRecord[] },
 ): Promise<PassResult> {
   const { claiming, slots, batch } = work;
-  const before = await readControl(ctx.db);
-  if (batch.length === 0 && !(claiming && (await anythingDue(ctx, slots, before)))) {
-    return { claimed: [], unrecorded: [], held: null, paused: pausedAt(before, ctx.clock()) };
+  if (batch.length === 0) {
+    // Nothing to record: read first (the control row, then what is due), lock only for work.
+    if (!claiming) return { claimed: [], unrecorded: [], held: null, paused: null };
+    const before = await readControl(ctx.db);
+    if (!(await anythingDue(ctx, slots, before))) return { claimed: [], unrecorded: [], held: null, paused: pausedAt(before, ctx.clock()) };
   }
   return write(ctx.db, { actor: ctx.actor, now: ctx.clock }, async (w) => {
     let ready: { claimed: Claimed[]; held: string | null } = { claimed: [], held: null };

@@ -1,4 +1,5 @@
 import type { DispatchGate } from './decide.js';
+import { InvalidLedgerError } from './evolve.js';
 import type { EventOf, NewEvent } from './types.js';
 
 /**
@@ -60,7 +61,7 @@ export function decideControl(state: DispatchControl, command: ControlCommand, n
 /** Apply one control event. Pure: every time comes from the event. */
 export function evolveControl(state: DispatchControl, event: ControlEvent): DispatchControl {
   if (event.version !== state.version + 1) {
-    throw new Error(`control event ${event.eventId} has version ${event.version}, expected ${state.version + 1}`);
+    throw new InvalidLedgerError(event, 'NONE', `expected version ${state.version + 1} of the dispatch control stream`);
   }
   if (event.type === 'DispatchResumed') return { ...NOT_PAUSED, version: event.version };
   const continues = state.paused && (state.until === null || state.until > event.recordedAt);

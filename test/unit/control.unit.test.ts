@@ -1,3 +1,4 @@
+import { InvalidLedgerError } from '../../src/events/evolve.js';
 /**
  * The dispatch control stream (`pause`, `resume`): decideControl / evolveControl / effectivePause /
  * pauseOutlived / foldControl, given/when/then. Expectations come from DESIGN.md ("Operator
@@ -208,9 +209,11 @@ describe('evolveControl and foldControl', () => {
 
   it('an event out of order (a gap, a repeat) is refused, naming its id and the version expected', () => {
     const events = history([pause('a'), sec(T0)], [resume, sec(T0 + 1)], [pause('b'), sec(T0 + 2)]);
-    expect(() => foldControl([events[0]!, events[2]!])).toThrow(`control event ${events[2]!.eventId} has version 3, expected 2`);
-    expect(() => foldControl([events[0]!, events[0]!])).toThrow(/version 1, expected 2/);
-    expect(() => evolveControl(NOT_PAUSED, events[1]!)).toThrow(/expected 1/);
+    expect(() => foldControl([events[0]!, events[2]!])).toThrow(InvalidLedgerError);
+    expect(() => foldControl([events[0]!, events[2]!])).toThrow(`ledger event ${events[2]!.eventId} (DispatchPaused, version 3)`);
+    expect(() => foldControl([events[0]!, events[2]!])).toThrow(/expected version 2 of the dispatch control stream/);
+    expect(() => foldControl([events[0]!, events[0]!])).toThrow(/version 1\) .*expected version 2/);
+    expect(() => evolveControl(NOT_PAUSED, events[1]!)).toThrow(/expected version 1/);
   });
 
   it('does not mutate its inputs', () => {
