@@ -1,10 +1,10 @@
-import { InvalidLedgerError } from '../../src/events/evolve.js';
 /**
  * The dispatch control stream (`pause`, `resume`): decideControl / evolveControl / effectivePause /
  * pauseOutlived / foldControl, given/when/then. Expectations come from DESIGN.md ("Operator
  * controls") and the commands' help: both controls are idempotent, a pause may end by itself at
  * `until`, a second pause that only changes the reason or until keeps `since`.
  */
+import { InvalidLedgerError } from '../../src/events/evolve.js';
 import { describe, expect, it } from 'vitest';
 import type { ControlCommand, ControlEvent, DispatchControl } from '../../src/events/control.js';
 import {
