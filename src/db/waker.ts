@@ -13,6 +13,12 @@ export interface Waker {
   /** Resolves after `ms`, or at once on a wake (one that came while nobody slept is kept). */
   sleep(ms: number): Promise<void>;
   wake(): void;
+  /**
+   * Forget a kept wake: the caller is about to look at everything a wake so far announced (a pass
+   * begins). Without it, two wakes close together (two starts exiting in one turn of the event loop)
+   * would leave the second kept after the pass that saw both, and cost a pass with nothing to do.
+   */
+  clear(): void;
   close(): void;
 }
 
@@ -75,6 +81,10 @@ export class LedgerWaker implements Waker {
   wake(): void {
     if (this.wakeUp === null) this.pending = true;
     else this.wakeUp();
+  }
+
+  clear(): void {
+    this.pending = false;
   }
 
   close(): void {

@@ -97,9 +97,9 @@ export class Dispatcher {
 
   /** One pass; returns how long to sleep before the next. */
   private async tick(): Promise<number> {
-    const { clock, maxConcurrentStarts, pollIntervalMs } = this.opts;
-    // A database moved away, deleted or replaced takes no new work, but the starts already running are
-    // recorded through the open connection, as stopping records them.
+    const { clock, maxConcurrentStarts, pollIntervalMs, waker } = this.opts;
+    waker.clear(); // this pass sees what every wake so far announced; a wake from here on is kept
+    // A database moved away, deleted or replaced takes no new work; starts running are recorded, as on stop.
     const file = this.stopping || this.guard === null ? ({ ok: true } as const) : this.guard.check();
     if (!file.ok && file.replaced) {
       this.replaced = true;

@@ -128,7 +128,13 @@ export class Monitor implements DispatcherObserver {
 export function wakeForWatchdog(waker: Waker, watchdogMs: number | null): Waker {
   if (watchdogMs === null) return waker;
   const cap = Math.max(1, Math.floor(watchdogMs / 3));
-  return { watch: () => waker.watch(), wake: () => waker.wake(), close: () => waker.close(), sleep: (ms) => waker.sleep(Math.min(ms, cap)) };
+  return {
+    watch: () => waker.watch(),
+    wake: () => waker.wake(),
+    clear: () => waker.clear(),
+    close: () => waker.close(),
+    sleep: (ms) => waker.sleep(Math.min(ms, cap)),
+  };
 }
 
 /** systemd's one-line status (`systemctl status`): what waits, and where the ledger is. */

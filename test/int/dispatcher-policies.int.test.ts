@@ -210,6 +210,24 @@ describe('slots', () => {
     }
     expect(h.client.starts).toHaveLength(4);
   });
+  it('records starts that finish together in one pass, then sleeps: no pass follows with nothing to do', async () => {
+    const h = await newHarness(T0);
+    for (const key of ['a', 'b']) await h.reserve(key, { notBefore: sec(T0) - 10 });
+    await h.start();
+    expect(keysOf(h)).toEqual(['a', 'b']);
+    const asleep = h.waker.sleeps.length - 1; // the sleep in progress
+    expect(h.waker.sleeping).toBe(h.waker.sleeps[asleep]);
+    const position = await h.position();
+    h.client.nth(0).succeed('job-a'); // the two outcomes are queued in one turn: two wakes
+    h.client.nth(1).succeed('job-b');
+    await h.idle();
+    const recorded = h.linesOf('dispatch_succeeded');
+    expect(recorded.map((l) => l['position'])).toEqual([position + 1, position + 2]); // one pass, one commit
+    // The first wake ended that sleep; the second came before the pass that recorded both, and must not
+    // end the next sleep at once (a pass with nothing to do, and its reads).
+    expect(h.waker.sleeps.slice(asleep).map((s) => s.endedBy)).toEqual(['wake', null]);
+  });
+
   it('records an expiry when it passes even while every slot is taken (the loop sleeps until it, not a poll interval)', async () => {
     const h = await newHarness(T0);
     await h.reserve('a', { notBefore: sec(T0) - 1 });

@@ -100,6 +100,24 @@ describe('LedgerWaker: a sleep that another connection’s commit ends', () => {
     }
   });
 
+  it('keeps a wake that came while nobody slept, until clear() forgets it', async () => {
+    const mine = await open();
+    const waker = new LedgerWaker(mine.path, () => false);
+    try {
+      waker.wake();
+      let t0 = Date.now();
+      await waker.sleep(5000); // kept: returns at once
+      expect(Date.now() - t0).toBeLessThan(1000);
+      waker.wake();
+      waker.clear();
+      t0 = Date.now();
+      await waker.sleep(200); // forgotten: runs to its timeout
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(190);
+    } finally {
+      waker.close();
+    }
+  });
+
   it('a commit that becomes visible after the last file event still wakes it (the follow-up checks)', async () => {
     const mine = await open();
     let visible = false;

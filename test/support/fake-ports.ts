@@ -111,6 +111,10 @@ export class FakeWaker implements Waker {
     else this.end('wake');
   }
 
+  clear(): void {
+    this.kept = false;
+  }
+
   close(): void {
     this.closed = true;
   }

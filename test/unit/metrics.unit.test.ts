@@ -96,7 +96,7 @@ describe("systemd's watchdog", () => {
 
   it('shortens the sleeps of the loop to a third of its interval, and leaves them alone without one', async () => {
     const asked: number[] = [];
-    const waker: Waker = { watch: () => undefined, wake: () => undefined, close: () => undefined, sleep: async (ms) => void asked.push(ms) };
+    const waker: Waker = { watch: () => undefined, wake: () => undefined, clear: () => undefined, close: () => undefined, sleep: async (ms) => void asked.push(ms) };
     expect(wakeForWatchdog(waker, null)).toBe(waker);
     const capped = wakeForWatchdog(waker, 3_000);
     await capped.sleep(2_000);
