@@ -4,7 +4,8 @@
  * leave of the database folder (test/support/powercut.ts says which) is then opened and checked:
  * - it opens, `PRAGMA integrity_check` is ok, and the projection equals the fold of the ledger;
  * - everything a command printed before the cut is in it: each `reserve`'s reservation with its values,
- *   each `cancel`'s Cancelled, each `clean`'s Cleaned, each event a dispatcher line names;
+ *   each `cancel`'s Cancelled, each `clean`'s Cleaned, each `reschedule`'s and `requeue`'s new times,
+ *   each `pause`'s DispatchPaused and each `resume`'s DispatchResumed, each event a dispatcher line names;
  * - each `orchesjob start` the dispatcher forked before the cut has its claim in it;
  * - and, once per distinct ledger, `run` on it (against the stand-in, whose jobs are those created
  *   before the cut) starts no job a second time.
@@ -20,7 +21,7 @@ import BetterSqlite3 from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SCHEMA_VERSION } from '../../migrations/version.js';
 import { openLedger } from '../../src/db/open.js';
-import { fold } from '../../src/events/index.js';
+import { CONTROL_STREAM, fold } from '../../src/events/index.js';
 import { rowToEvent } from '../../src/events/store.js';
 import type { EventRow } from '../../src/events/store.js';
 import { reservationJson } from '../../src/output.js';
@@ -80,7 +81,8 @@ class Run {
 
 /**
  * The recorded run: reservations with and without a dispatcher open, a cancel, a failed start retried,
- * a start that dies after creating its job, an expiry, a cancel of a dispatched job, a dispatcher
+ * a start that dies after creating its job, an expiry, a cancel of a dispatched job, a reschedule, a
+ * requeue of the expired one, a pause holding a due reservation until a resume, a dispatcher
  * SIGKILLed with a slow and a hung start in flight and the next one adopting the first's job and
  * releasing the second's claim, a clean, a SIGTERM, and a reserve after it.
  */
@@ -120,6 +122,19 @@ async function recordRun(cli: string, shim: string): Promise<Recorded> {
   await first.waitFor((l) => l.event === 'reservation_expired');
   // Cancel of a dispatched reservation: orchesjob stops the job; the ledger is not written.
   expect((await runToEnd(cli, sb, ['cancel', ...common, '--run-key', 'pc-now-1'], env)).code).toBe(0);
+  // The operator controls: new times for a waiting reservation, the expired one back in the queue, and
+  // a pause that holds a due reservation until the resume.
+  await reserveOk('pc-resched', ['--not-before', String(now + 3600)]);
+  expect((await runToEnd(cli, sb, ['reschedule', ...common, '--run-key', 'pc-resched', '--not-before', String(now + 7200)], env)).code).toBe(0);
+  const requeue = ['requeue', ...common, '--run-key', 'pc-expire', '--not-before', String(now + 3600), '--no-expiry'];
+  expect((await runToEnd(cli, sb, requeue, env)).code).toBe(0);
+  expect((await runToEnd(cli, sb, ['pause', ...common, '--reason', 'pc maintenance'], env)).code).toBe(0);
+  await first.waitFor((l) => l.event === 'dispatch_paused');
+  await reserveOk('pc-held');
+  await sleep(500); // two poll intervals: nothing is claimed while paused
+  expect(first.lines().filter((l) => l.event === 'orchesjob_start_call' && l.run_key === 'pc-held')).toEqual([]);
+  expect((await runToEnd(cli, sb, ['resume', ...common], env)).code).toBe(0);
+  await first.waitFor((l) => l.event === 'dispatch_succeeded' && l.run_key === 'pc-held');
   await reserveOk('pc-slow');
   await reserveOk('pc-hang');
   await first.waitFor((l) => l.event === 'orchesjob_start_call' && (l.run_key === 'pc-slow' || l.run_key === 'pc-hang'), 2);
@@ -192,6 +207,7 @@ async function violations(state: CrashState, rec: Recorded, scratch: string): Pr
     const streams = new Map<string, typeof events>();
     for (const e of events) streams.set(e.reservationId, [...(streams.get(e.reservationId) ?? []), e]);
     const has = (id: string, type: string) => (streams.get(id) ?? []).some((e) => e.type === type);
+    const control = streams.get(CONTROL_STREAM.reservationId) ?? [];
 
     for (const pid of new Set(rec.recording.acks.map((a) => a.pid))) {
       const verb = subcommandOf(rec.recording, pid, rec.cli);
@@ -213,6 +229,22 @@ async function violations(state: CrashState, rec: Recorded, scratch: string): Pr
           if (doc.cancelled === true && !has(doc.reservation.reservation_id, 'Cancelled')) found.push(`cancel of ${doc.reservation.run_key} acknowledged, not in the ledger`);
         } else if (verb === 'clean') {
           for (const r of doc.reservations) if (!has(r.reservation_id, 'Cleaned')) found.push(`clean of ${r.run_key} acknowledged, not in the ledger`);
+        } else if (verb === 'reschedule' || verb === 'requeue') {
+          const type = verb === 'reschedule' ? 'Rescheduled' : 'Requeued';
+          const acked = doc.reservation as Record<string, any>;
+          const timed = (e: (typeof events)[number]) => {
+            const data = e.data as Record<string, unknown>;
+            return e.type === type && data['not_before'] === acked['not_before'] && data['expires_at'] === acked['expires_at'];
+          };
+          if (!(streams.get(acked['reservation_id']) ?? []).some(timed)) found.push(`${verb} of ${String(acked['run_key'])} acknowledged, not in the ledger`);
+        } else if (verb === 'pause') {
+          if (pauseAt(control, doc) === -1) found.push(`pause (${String(doc.reason)}) acknowledged, not in the ledger`);
+        } else if (verb === 'resume') {
+          // A pause acknowledged before this resume began was in force when it read: it wrote a resume after it.
+          for (const pause of acknowledgedBefore(rec, 'pause', rec.recording.execAt.get(pid) ?? 0)) {
+            const at = pauseAt(control, pause);
+            if (at !== -1 && !control.slice(at + 1).some((e) => e.type === 'DispatchResumed')) found.push(`resume after pause (${String(pause.reason)}) acknowledged, not in the ledger`);
+          }
         } else if (verb === 'run') {
           if (typeof doc.event_id === 'string' && !eventIds.has(doc.event_id)) found.push(`dispatcher printed ${doc.event} of ${doc.run_key}, not in the ledger`);
         }
@@ -233,6 +265,20 @@ async function violations(state: CrashState, rec: Recorded, scratch: string): Pr
     await ledger.close();
   }
   return found;
+}
+
+/** Where the `DispatchPaused` that a `pause` printed `doc` for stands in the control stream, or -1. */
+function pauseAt(control: readonly { type: string; data: unknown }[], doc: Record<string, any>): number {
+  return control.findLastIndex((e) => {
+    const data = e.data as Record<string, unknown>;
+    return e.type === 'DispatchPaused' && data['reason'] === doc['reason'] && data['until'] === doc['until'];
+  });
+}
+
+/** The documents every `verb` process of the run printed before `index`. */
+function acknowledgedBefore(rec: Recorded, verb: string, index: number): Record<string, any>[] {
+  const pids = [...rec.recording.argv.keys()].filter((pid) => subcommandOf(rec.recording, pid, rec.cli) === verb);
+  return pids.flatMap((pid) => documents(rec.recording.printedBefore(pid, index), false));
 }
 
 /** The run key of an `orchesjob start` argv, or null for any other program. */
@@ -259,17 +305,22 @@ function worldAt(rec: Recorded, cut: number, folder: string): void {
   fs.writeFileSync(path.join(folder, 'executions.jsonl'), lines.join(''));
 }
 
-/** Reservations the dispatcher still has to settle: claimed, or waiting and due within a few seconds. */
+/**
+ * Reservations the dispatcher still has to settle: claimed, or waiting and due within a few seconds
+ * (unless a pause holds them: a state cut between `pause` and `resume` keeps its pause).
+ */
 function unsettled(db: string): number {
   const handle = new BetterSqlite3(db, { readonly: true, fileMustExist: true });
   try {
     const soon = Math.floor(Date.now() / 1000) + 3;
+    const pause = handle.prepare(`SELECT paused, until FROM dispatch_control`).get() as { paused: number; until: number | null } | undefined;
+    const held = pause !== undefined && pause.paused === 1 && (pause.until === null || pause.until > soon) ? 1 : 0;
     const row = handle
       .prepare(
         `SELECT count(*) AS n FROM reservations WHERE reservation_status = 'DISPATCHING'
-           OR (reservation_status = 'RESERVED' AND COALESCE(not_before, created_at) <= ? AND COALESCE(retry_at, 0) <= ?)`,
+           OR (? = 0 AND reservation_status = 'RESERVED' AND COALESCE(not_before, created_at) <= ? AND COALESCE(retry_at, 0) <= ?)`,
       )
-      .get(soon, soon) as { n: number };
+      .get(held, soon, soon) as { n: number };
     return row.n;
   } finally {
     handle.close();
@@ -490,6 +541,16 @@ describe('power cuts: the states a cut could leave, built from a recorded run', 
       console.log(summary('synchronous = NORMAL', explored));
       const lost = explored.bad.filter(({ problems }) => problems.some((p) => p.includes('not in the ledger')));
       expect(lost.length).toBeGreaterThan(0);
+      const statesLosing = new Map<string, number>(); // command -> states that lost one of its acknowledgements
+      for (const { problems } of lost) {
+        const verbs = new Set(problems.filter((p) => p.includes('acknowledged, not in the ledger')).map((p) => p.split(' ')[0] as string));
+        for (const verb of verbs) statesLosing.set(verb, (statesLosing.get(verb) ?? 0) + 1);
+      }
+      const kinds = [...statesLosing.keys()].sort();
+      console.log(`[powercut] synchronous = NORMAL: states losing an acknowledged ${kinds.map((k) => `${k} ${statesLosing.get(k)}`).join(', ')}`);
+      // The checks of the operator controls fail too (a resume is lost only after a sync that kept its
+      // pause, which NORMAL makes only at a checkpoint: not every run has one between the two).
+      expect(kinds).toEqual(expect.arrayContaining(['pause', 'requeue', 'reschedule', 'reserve']));
       // A lost claim of a start that ran: `run` on such a state starts that job again.
       const unclaimed = explored.bad.filter(({ problems }) => problems.some((p) => p.includes('claim(s) in the ledger')));
       expect(unclaimed.length).toBeGreaterThan(0);

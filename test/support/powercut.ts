@@ -114,6 +114,8 @@ export class Recording {
   readonly marks: { index: number; text: string }[] = [];
   /** argv of each process, as it announced itself (the last exec of a pid wins). */
   readonly argv = new Map<number, string[]>();
+  /** Where each process announced itself (its last exec): nothing it did comes before. */
+  readonly execAt = new Map<number, number>();
   readonly parent = new Map<number, number>();
   readonly initialNames = new Map<string, FileObject>();
   readonly end: number;
@@ -143,6 +145,7 @@ export class Recording {
           const parts = r.data.toString('utf8').split('\0');
           if (parts.at(-1) === '') parts.pop();
           this.argv.set(r.pid, parts);
+          this.execAt.set(r.pid, r.index);
           this.parent.set(r.pid, r.a);
           break;
         }
