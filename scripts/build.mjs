@@ -3,9 +3,9 @@
 // with its V8 code cache (see src/cli.ts). better-sqlite3 stays external (native addon), and so does
 // consola (loaded only for --verbose and progress on a terminal).
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { build } from 'esbuild';
 
 const root = resolve(new URL('..', import.meta.url).pathname);
@@ -20,17 +20,18 @@ const names = subcommandNames();
 // `node -e CODE_CACHE_WRITER <bundle in dist.next> <its path in dist/> [argv...]`: load the bundle as
 // src/bundle.ts does (the same wrapper: V8 takes a cache only for the same source), run its program
 // with argv if there is one, and at exit save its V8 code cache beside it. Under the bundle's final
-// path: V8 keeps the file name a cache was made with (stack traces, profiles).
+// path: V8 keeps the file name a cache was made with (stack traces, profiles). Its `require` is that of
+// dist.next's cli.js, as dist/cli.js gives its own to the bundles: ./native/spawn.node is the new one.
 const CODE_CACHE_WRITER = `
 const { readFileSync, writeFileSync } = require('node:fs');
 const { createRequire } = require('node:module');
 const { dirname } = require('node:path');
 const { Script } = require('node:vm');
-const [built, file, ...argv] = process.argv.slice(1);
+const [built, file, cli, ...argv] = process.argv.slice(1);
 const source = '(function (exports, require, module, __filename, __dirname) {' + readFileSync(built, 'utf8') + '\\n})';
 const script = new Script(source, { filename: file });
 const bundle = { exports: {} };
-script.runInThisContext().call(bundle.exports, bundle.exports, createRequire(file), bundle, file, dirname(file));
+script.runInThisContext().call(bundle.exports, bundle.exports, createRequire(cli), bundle, file, dirname(file));
 process.once('exit', () => writeFileSync(built + '.v8cache', script.createCachedData()));
 if (argv.length > 0) void bundle.exports.main(argv, () => bundle.exports.command);
 `;
@@ -88,6 +89,7 @@ await build({ ...options, entryPoints: { cli: join(root, 'src/cli.ts') }, banner
 // The package is an ES module package; its built files are CommonJS.
 writeFileSync(join(next, 'package.json'), '{ "type": "commonjs" }\n');
 chmodSync(join(next, 'cli.js'), 0o755);
+buildSpawnAddon(join(next, 'native', 'spawn.node'));
 const trained = ['reserve', 'gate', 'run']; // their caches come from a run of the command (writeTrainedCodeCaches)
 for (const bundle of ['main.js', ...names.filter((n) => !trained.includes(n)).map((n) => `commands/${n}.js`)]) writeCodeCache(bundle, []);
 writeTrainedCodeCaches();
@@ -97,12 +99,29 @@ renameSync(next, join(root, 'dist'));
 rmSync(old, { recursive: true, force: true });
 
 /**
+ * Compile native/spawn.c (posix_spawn for the dispatcher's starts, src/orchesjob/spawn.ts) against the
+ * Node-API headers of the Node that runs this build. A C compiler is needed anyway (better-sqlite3
+ * builds from source); `CC` chooses another than `cc`.
+ */
+function buildSpawnAddon(out) {
+  const candidates = [join(dirname(process.execPath), '..', 'include', 'node')];
+  if (process.env.npm_config_nodedir) candidates.push(join(process.env.npm_config_nodedir, 'include', 'node'));
+  const headers = candidates.find((dir) => existsSync(join(dir, 'node_api.h')));
+  if (headers === undefined) throw new Error(`build: no Node-API headers (node_api.h) in ${candidates.join(' or ')}`);
+  mkdirSync(dirname(out), { recursive: true });
+  const cc = process.env.CC || 'cc';
+  const args = ['-O2', '-Wall', '-Wextra', '-Werror', '-shared', '-fPIC', '-I', headers, '-o', out, join(root, 'native', 'spawn.c'), '-lpthread'];
+  const r = spawnSync(cc, args, { encoding: 'utf8' });
+  if (r.error !== undefined || r.status !== 0) throw new Error(`build: ${cc} ${args.join(' ')} failed: ${r.error ?? r.stderr}`);
+}
+
+/**
  * Save a bundle's code cache (`<bundle>.v8cache`, which dist/cli.js hands to V8), in dist.next so that
  * dist/ is swapped in with its caches. Without argv the cache holds the bundle's top level (the
  * modules' definitions, no command); with argv, also what that run of the command compiled.
  */
 function writeCodeCache(bundle, argv, env = {}) {
-  const r = spawnSync(process.execPath, ['-e', CODE_CACHE_WRITER, join(next, bundle), join(root, 'dist', bundle), ...argv], {
+  const r = spawnSync(process.execPath, ['-e', CODE_CACHE_WRITER, join(next, bundle), join(root, 'dist', bundle), join(next, 'cli.js'), ...argv], {
     env: { ...process.env, ...env },
     encoding: 'utf8',
     timeout: 60_000,

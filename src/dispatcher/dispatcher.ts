@@ -61,7 +61,7 @@ export class Dispatcher {
     const startedAt = clock();
     this.tail = new LedgerTail(await lastPosition(ledger.db)); // history before now is not printed
     this.guard = new FileGuard(ledger.path);
-    this.opts.out(formatLine(startedLine({ ...this.opts, dispatcherId: this.id }, startedAt)));
+    this.opts.out(formatLine(startedLine({ ...this.opts, dispatcherId: this.id, spawner: await this.opts.client.spawner() }, startedAt)));
     await this.recover();
     const problem = await this.opts.client.checkCanStartChild(); // a child that cannot start says so now
     if (problem !== null) this.reportError(new Error(problem));

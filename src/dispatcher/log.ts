@@ -130,6 +130,7 @@ export function startedLine(
     readonly dispatcherId: string;
     readonly maxConcurrentStarts: number;
     readonly startTimeoutMs: number;
+    readonly spawner: string;
   },
   startedAtMs: number,
 ): LogLine {
@@ -143,6 +144,7 @@ export function startedLine(
     pid: process.pid,
     max_concurrent_starts: o.maxConcurrentStarts,
     start_timeout: o.startTimeoutMs / 1000,
+    spawner: o.spawner,
   };
   return lifecycleLine('reserver_started', fields, startedAtMs);
 }

@@ -4,7 +4,7 @@ import { cancelArgs, resultArgs, shellJoin, startArgv, statusByJobArgs, statusBy
 import type { JobLookup, JobStatus, OrchesjobOutcome, StartOutcome } from './protocol.js';
 import { EXIT_ARGPARSE_REJECTED, parseJobStartedSince, parseJobStatus, parseStartOutput, rejectedSubcommand } from './protocol.js';
 import type { RunResult } from './process.js';
-import { killGroup, processesRunning, runProcess } from './process.js';
+import { killGroup, loadedSpawner, processesRunning, runProcess } from './process.js';
 
 export type { JobLookup, JobStatus, OrchesjobOutcome, StartOutcome } from './protocol.js';
 
@@ -41,6 +41,8 @@ export interface DispatchClient extends RecoveryClient {
   start(argv: readonly string[], timeoutMs: number): Promise<StartOutcome>;
   /** Null when a child can be started as a start is; otherwise the `dispatcher_error` message. */
   checkCanStartChild(): Promise<string | null>;
+  /** How children are started (`reserver_started`'s `spawner`); rejects when that cannot be chosen. */
+  spawner(): Promise<string>;
 }
 
 export class OrchesjobClient implements DispatchClient {
@@ -92,6 +94,10 @@ export class OrchesjobClient implements DispatchClient {
    * `start`'s message, written for orchesjob, carries the reason) is the only failure; `node --version`
    * prints no JSON, so its outcome is never ok.
    */
+  async spawner(): Promise<string> {
+    return (await loadedSpawner()).name;
+  }
+
   async checkCanStartChild(): Promise<string | null> {
     const argv = [process.execPath, '--version'];
     const cannot = (reason: string) => `start-up check: cannot start a child process (${argv.join(' ')}): ${reason}`;

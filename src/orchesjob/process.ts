@@ -1,7 +1,8 @@
-import type { ChildProcess, SpawnOptions } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { Readable } from 'node:stream';
+import type { Spawner, StartedChild } from './spawn.js';
+import { loadSpawner } from './spawn.js';
 
 /**
  * How this program runs other programs: every process it starts goes through `runProcess`, never
@@ -41,23 +42,26 @@ export type RunResult =
     }
   | { readonly started: false; readonly error: NodeJS.ErrnoException };
 
-type Spawn = typeof import('node:child_process').spawn;
-
-let childProcess: Promise<Spawn> | undefined;
+let spawner: Promise<Spawner> | undefined;
 
 /**
- * `node:child_process`'s `spawn`, loaded on first use: it brings streams and sockets, which commands
- * that usually spawn nothing (`status` without `--include-job`) must not pay for at start-up.
+ * The spawner (./spawn.ts), loaded on first use: it brings streams and sockets, which commands that
+ * usually spawn nothing (`status` without `--include-job`) must not pay for at start-up.
  */
-function loadSpawn(): Promise<Spawn> {
-  childProcess ??= import('node:child_process').then((m) => m.spawn);
-  return childProcess;
+export function loadedSpawner(): Promise<Spawner> {
+  spawner ??= loadSpawner();
+  return spawner;
 }
 
 /** Run `argv` (program first) and collect what it printed. Never rejects. */
 export async function runProcess(argv: readonly string[], options: RunOptions = {}): Promise<RunResult> {
-  const spawn = await loadSpawn();
   const [bin, ...args] = argv as [string, ...string[]];
+  let chosen: Spawner;
+  try {
+    chosen = await loadedSpawner();
+  } catch (error) {
+    return { started: false, error: error as NodeJS.ErrnoException }; // ORCHESJOB_RESERVER_SPAWNER is wrong
+  }
   return new Promise((resolve) => {
     let settled = false;
     let timer: NodeJS.Timeout | undefined;
@@ -68,32 +72,32 @@ export async function runProcess(argv: readonly string[], options: RunOptions = 
       resolve(result);
     };
     const cannotRun = (error: NodeJS.ErrnoException) => finish({ started: false, error });
-    const child = spawnPiped(spawn, bin, args, { detached: options.ownGroup === true }, cannotRun);
+    const child = spawnPiped(chosen, bin, args, options.ownGroup === true, cannotRun);
     if (child === null) return;
     timer = watch(child, options, finish);
   });
 }
 
 /** A child whose stdout and stderr are pipes. */
-type PipedChild = ChildProcess & { readonly stdout: Readable; readonly stderr: Readable };
+type PipedChild = StartedChild & { readonly stdout: Readable; readonly stderr: Readable };
 
 /**
  * Spawn `bin args...` with stdin ignored and stdout and stderr piped; null when it did not start, after
- * `cannotRun` was called (or will be, on the next tick) with the reason. Node reports some spawn
- * failures as an 'error' event on the next tick (ENOENT, EACCES, EAGAIN, and EMFILE and ENFILE, which
- * leave the child without pipes) and throws the others (ENOMEM...); the listener is attached before
- * anything else, so none is missed and none goes unhandled.
+ * `cannotRun` was called (or will be, on the next tick) with the reason. posix_spawn throws every
+ * failure. Node's spawn reports some as an 'error' event on the next tick (ENOENT, EACCES, EAGAIN, and
+ * EMFILE and ENFILE, which leave the child without pipes) and throws the others (ENOMEM...); the
+ * listener is attached before anything else, so none is missed and none goes unhandled.
  */
 function spawnPiped(
-  spawn: Spawn,
+  spawner: Spawner,
   bin: string,
   args: readonly string[],
-  options: Omit<SpawnOptions, 'stdio'>,
+  ownGroup: boolean,
   cannotRun: (error: NodeJS.ErrnoException) => void,
 ): PipedChild | null {
-  let child: ChildProcess;
+  let child: StartedChild;
   try {
-    child = spawn(bin, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
+    child = spawner.spawn(bin, args, ownGroup);
   } catch (error) {
     cannotRun(error as NodeJS.ErrnoException);
     return null;

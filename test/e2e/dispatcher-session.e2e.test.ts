@@ -11,6 +11,7 @@ import {
   expectWellFormed,
   ledgerEvents,
   reserve,
+  runCli,
   sandbox,
   STANDIN,
   startDispatcher,
@@ -126,6 +127,7 @@ describe('dispatcher session', () => {
       orchesjob_bin: STANDIN,
       orchesjob_start_options: [],
       poll_interval: 2,
+      spawner: 'posix_spawn', // the addon the build compiled (src/orchesjob/spawn.ts)
     });
     expect(started?.run_started_at).toBeGreaterThanOrEqual(beforeStart);
     expect(started?.run_started_at).toBeLessThanOrEqual(afterStart);
@@ -189,6 +191,23 @@ describe('dispatcher session', () => {
     expect(failStatus.last_error).toContain('exit_code=7');
     const expStatus = await status(sb, 'sess-expire');
     expect(expStatus).toMatchObject({ reservation_status: 'EXPIRED', last_error: 'expired before dispatch' });
+  });
+
+  it('starts orchesjob with Node\'s spawn when ORCHESJOB_RESERVER_SPAWNER=child_process, and refuses another value', async () => {
+    const sb = sandbox();
+    const d = await startDispatcher(sb, [], { env: { ORCHESJOB_RESERVER_SPAWNER: 'child_process' } });
+    expect(d.lines[0]).toMatchObject({ event: 'reserver_started', spawner: 'child_process' });
+    await reserve(sb, 'spawned-by-node', ['echo', 'hi']);
+    const succeeded = await d.waitForLine((l) => l.event === 'dispatch_succeeded' && l.run_key === 'spawned-by-node');
+    expect(await d.stop()).toEqual({ code: 0, signal: null });
+    expect(succeeded.job_id).toBe(executions(sb).find((e) => e.run_key === 'spawned-by-node')?.job_id);
+
+    const refused = await runCli(['run', '--db', sb.db, '--orchesjob-bin', STANDIN], { home: sb, env: { ORCHESJOB_RESERVER_SPAWNER: 'fork' } });
+    expect({ code: refused.code, stdout: refused.stdout, stderr: refused.stderr }).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: '{"error": "ORCHESJOB_RESERVER_SPAWNER must be posix_spawn or child_process, not \\"fork\\""}\n',
+    });
   });
 
   it('does not print history again after a restart; new reservations are printed', async () => {

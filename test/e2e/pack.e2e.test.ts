@@ -94,19 +94,20 @@ describe('the npm package', () => {
     expect(rejectedCodeCaches(join(ROOT, 'dist'))).toEqual([]);
   });
 
-  it('ships only what runs: dist/ JavaScript and its code caches, package.json, README, LICENSE', async () => {
+  it('ships only what runs: dist/ JavaScript and its code caches, the spawn addon, package.json, README, LICENSE', async () => {
     const r = await run(NPM, ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT });
     expect(r.code, r.stderr).toBe(0);
     const [report] = JSON.parse(r.stdout) as [{ files: { path: string; size: number }[]; unpackedSize: number }];
     const files = report.files.map((f) => f.path).sort();
     const unexpected = files.filter(
       (f) =>
-        !['package.json', 'README.md', 'dist/package.json'].includes(f) &&
+        !['package.json', 'README.md', 'dist/package.json', 'dist/native/spawn.node'].includes(f) &&
         !/^LICEN[CS]E(\.\w+)?$/i.test(f) &&
         !/^dist\/.+\.js(\.map|\.v8cache)?$/.test(f),
     );
     expect(unexpected, 'files that do not belong in the package').toEqual([]);
     expect(files).toContain('dist/cli.js');
+    expect(files).toContain('dist/native/spawn.node'); // compiled by the build (native/spawn.c)
     // A source map ships only beside its script (whether maps ship at all is package.json's `files`).
     const orphanMaps = files.filter((f) => f.endsWith('.map') && !files.includes(f.slice(0, -'.map'.length)));
     expect(orphanMaps).toEqual([]);
@@ -194,11 +195,14 @@ describe('the npm package', () => {
       }
       expect(reservation).toMatchObject({ run_key: 'pack-1', reservation_status: 'DISPATCHED', command: ['echo', 'installed'] });
       expect(reservation.job_id).toEqual(expect.any(String));
-      const events = Buffer.concat(out)
+      const lines = Buffer.concat(out)
         .toString('utf8')
         .split('\n')
         .filter(Boolean)
-        .map((line) => JSON.parse(line).event as string);
+        .map((line) => JSON.parse(line) as { event: string; spawner?: string });
+      const events = lines.map((line) => line.event);
+      // The installed package's addon loads where it was built: starts go through posix_spawn.
+      expect(lines[0]).toMatchObject({ event: 'reserver_started', spawner: 'posix_spawn' });
       expect(events).toEqual(expect.arrayContaining(['reserver_started', 'orchesjob_start_call', 'dispatch_succeeded', 'reserver_stopped']));
     },
     600_000,

@@ -260,6 +260,10 @@ export class FakeDispatchClient implements DispatchClient {
   async checkCanStartChild(): Promise<string | null> {
     return null;
   }
+
+  async spawner(): Promise<string> {
+    return 'fake';
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@
  * can leave of the database files: every open, write, truncate, fsync/fdatasync, close, unlink and
  * rename of a file in POWERCUT_DIR (the database's folder; the -shm file is shared memory that SQLite
  * rebuilds after a reboot, so it is left out), fsyncs of that folder, and three markers: what a process
- * writes to its stdout (an acknowledgement), a fork (a dispatcher starting orchesjob), and what is
+ * writes to its stdout (an acknowledgement), a fork or posix_spawn (a dispatcher starting orchesjob), and what is
  * written to POWERCUT_MARKER (the stand-in orchesjob notes each job it creates there).
  *
  * Each operation runs and is logged under one lock held across processes (flock on the log, taken by
@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +71,8 @@ REAL(unlinkat, int, int, const char *, int)
 REAL(rename, int, const char *, const char *)
 REAL(renameat, int, int, const char *, int, const char *)
 REAL(fork, pid_t, void)
+REAL(posix_spawn, int, pid_t *, const char *, const posix_spawn_file_actions_t *, const posix_spawnattr_t *, char *const[], char *const[])
+REAL(posix_spawnp, int, pid_t *, const char *, const posix_spawn_file_actions_t *, const posix_spawnattr_t *, char *const[], char *const[])
 
 static void lock(void) {
   pthread_mutex_lock(&mu);
@@ -344,6 +347,34 @@ pid_t fork(void) {
     unlock();
   }
   return pid;
+}
+
+/*
+ * A posix_spawn (the dispatcher's way of starting orchesjob, native/spawn.c) is a fork too. It is made
+ * and recorded under the lock: the child, which execs before posix_spawn returns, can log nothing (its
+ * EXEC first) until its FORK stands, after everything the parent did before.
+ */
+static int traced_spawn(int (*real)(pid_t *, const char *, const posix_spawn_file_actions_t *, const posix_spawnattr_t *, char *const[], char *const[]),
+                        pid_t *pid, const char *file, const posix_spawn_file_actions_t *actions, const posix_spawnattr_t *attr,
+                        char *const argv[], char *const envp[]) {
+  if (!trace_dir) return real(pid, file, actions, attr, argv, envp);
+  pid_t child = 0;
+  lock();
+  int rc = real(&child, file, actions, attr, argv, envp);
+  if (rc == 0) emit_bytes("FORK", child, 0, 0, NULL, 0);
+  unlock();
+  if (rc == 0 && pid != NULL) *pid = child;
+  return rc;
+}
+int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *actions, const posix_spawnattr_t *attr, char *const argv[],
+                char *const envp[]) {
+  load_posix_spawn();
+  return traced_spawn(real_posix_spawn, pid, path, actions, attr, argv, envp);
+}
+int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *actions, const posix_spawnattr_t *attr, char *const argv[],
+                 char *const envp[]) {
+  load_posix_spawnp();
+  return traced_spawn(real_posix_spawnp, pid, file, actions, attr, argv, envp);
 }
 
 /* Each traced process announces itself with its parent and argv. */
