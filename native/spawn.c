@@ -21,8 +21,8 @@
  *     Throws an Error with `code` ('ENOENT', 'EACCES', 'EMFILE'...) and `errno` (negative, as Node's)
  *     when the child could not be started: then nothing ran. Otherwise onExit(code, signal) is called
  *     once, on the event loop, when the child has exited (code null when a signal killed it, signal
- *     its number, or null). The child is reaped by a thread of its own, blocked in waitpid(pid):
- *     this reaps only this child, never one of libuv's.
+ *     its number, or null; both null if its status could not be read). The child is reaped by a
+ *     thread of its own, blocked in waitpid(pid): this reaps only this child, never one of libuv's.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -32,6 +32,7 @@
 #include <semaphore.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,46 +50,85 @@ extern char **environ;
     }                                                                           \
   } while (0)
 
-/* One child's waiter: the thread waits for `ready`, then for the child (pid > 0) or for nothing. */
+/*
+ * One child's waiter, shared by its thread and its threadsafe function (TSFN), and freed by whichever
+ * of the two lets go of it last. The thread waits for `ready`, then for the child (pid > 0) or for
+ * nothing, and calls the TSFN only while it has not been finalized: when the environment goes away
+ * (a worker thread that ends), Node finalizes its TSFNs with children still running, and a call
+ * after that would use freed memory.
+ */
 struct waiter {
   sem_t ready;
   pid_t pid;
-  int status;
+  pthread_mutex_t lock;
+  int finalized; /* under lock */
+  int refs;      /* under lock: the thread's and the TSFN's */
   napi_threadsafe_function on_exit;
 };
+
+static void unref_waiter(struct waiter *w) {
+  pthread_mutex_lock(&w->lock);
+  int last = --w->refs == 0;
+  pthread_mutex_unlock(&w->lock);
+  if (!last) return;
+  pthread_mutex_destroy(&w->lock);
+  sem_destroy(&w->ready);
+  free(w);
+}
+
+/* The TSFN's finalizer, on the event loop: after the thread released it, or at the environment's end. */
+static void finalize_waiter(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  struct waiter *w = data;
+  pthread_mutex_lock(&w->lock);
+  w->finalized = 1;
+  pthread_mutex_unlock(&w->lock);
+  unref_waiter(w);
+}
+
+/* What the thread hands to the event loop: the wait status, or that there is none (waitpid failed). */
+#define NO_STATUS ((void *)0)
+#define STATUS_DATA(status) ((void *)((((intptr_t)(status)) << 1) | 1))
 
 static void *wait_for_child(void *arg) {
   struct waiter *w = arg;
   while (sem_wait(&w->ready) != 0 && errno == EINTR) {
   }
-  napi_threadsafe_function on_exit = w->on_exit;
+  void *data = NO_STATUS;
   if (w->pid > 0) {
-    while (waitpid(w->pid, &w->status, 0) < 0 && errno == EINTR) {
+    int status = 0, r;
+    while ((r = waitpid(w->pid, &status, 0)) < 0 && errno == EINTR) {
     }
-    /* call_on_exit frees w. */
-    if (napi_call_threadsafe_function(on_exit, w, napi_tsfn_blocking) != napi_ok) {
-      sem_destroy(&w->ready);
-      free(w);
-    }
-  } else {
-    sem_destroy(&w->ready);
-    free(w);
+    if (r == w->pid) data = STATUS_DATA(status);
   }
-  napi_release_threadsafe_function(on_exit, napi_tsfn_release);
+  pthread_mutex_lock(&w->lock);
+  if (!w->finalized) {
+    /* Queued (the queue has no limit), never run here: the finalizer cannot run under this lock. */
+    if (w->pid > 0) napi_call_threadsafe_function(w->on_exit, data, napi_tsfn_nonblocking);
+    napi_release_threadsafe_function(w->on_exit, napi_tsfn_release);
+  }
+  pthread_mutex_unlock(&w->lock);
+  unref_waiter(w);
   return NULL;
 }
 
-/* On the event loop: onExit(code, signal). */
+/*
+ * On the event loop: onExit(code, signal); both null when the status could not be read (something
+ * else reaped the child). onExit is to defer its work (process.nextTick): an exception left here would
+ * be reported only as a warning.
+ */
 static void call_on_exit(napi_env env, napi_value js_callback, void *context, void *data) {
   (void)context;
-  struct waiter *w = data;
-  int status = w->status;
-  sem_destroy(&w->ready);
-  free(w);
   if (env == NULL) return; /* the environment is going away */
   napi_value undefined, argv[2];
   napi_get_undefined(env, &undefined);
-  if (WIFEXITED(status)) {
+  intptr_t encoded = (intptr_t)data;
+  int status = (int)(encoded >> 1);
+  if (data == NO_STATUS) {
+    napi_get_null(env, &argv[0]);
+    napi_get_null(env, &argv[1]);
+  } else if (WIFEXITED(status)) {
     napi_create_int32(env, WEXITSTATUS(status), &argv[0]);
     napi_get_null(env, &argv[1]);
   } else {
@@ -98,15 +138,27 @@ static void call_on_exit(napi_env env, napi_value js_callback, void *context, vo
   napi_call_function(env, undefined, js_callback, 2, argv, NULL);
 }
 
-/* A JavaScript string as a malloc'd C string; NULL (with an exception pending) when it is not one. */
+/*
+ * A JavaScript string as a malloc'd C string; NULL (with an exception pending) when it is not one, or
+ * holds a NUL byte (which would cut it short: Node's spawn refuses those too).
+ */
 static char *c_string(napi_env env, napi_value value) {
   size_t length = 0;
   if (napi_get_value_string_utf8(env, value, NULL, 0, &length) != napi_ok) {
-    napi_throw_type_error(env, NULL, "spawn.node: expected a string");
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "spawn.node: expected a string");
     return NULL;
   }
   char *s = malloc(length + 1);
-  if (s != NULL) napi_get_value_string_utf8(env, value, s, length + 1, &length);
+  if (s == NULL) {
+    napi_throw_error(env, "ENOMEM", "spawn.node: out of memory");
+    return NULL;
+  }
+  napi_get_value_string_utf8(env, value, s, length + 1, &length);
+  if (strlen(s) != length) {
+    free(s);
+    napi_throw_type_error(env, "ERR_INVALID_ARG_VALUE", "spawn.node: a program or argument must be a string without null bytes");
+    return NULL;
+  }
   return s;
 }
 
@@ -215,9 +267,12 @@ static int start_waiter(napi_env env, napi_value on_exit, struct waiter **out) {
     free(w);
     return errno;
   }
+  pthread_mutex_init(&w->lock, NULL);
+  w->refs = 2;
   napi_value name;
   napi_create_string_utf8(env, "orchesjob-reserver waitpid", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_threadsafe_function(env, on_exit, NULL, name, 0, 1, NULL, NULL, NULL, call_on_exit, &w->on_exit) != napi_ok) {
+  if (napi_create_threadsafe_function(env, on_exit, NULL, name, 0, 1, w, finalize_waiter, NULL, call_on_exit, &w->on_exit) != napi_ok) {
+    pthread_mutex_destroy(&w->lock);
     sem_destroy(&w->ready);
     free(w);
     return EAGAIN;
@@ -230,9 +285,8 @@ static int start_waiter(napi_env env, napi_value on_exit, struct waiter **out) {
   int rc = pthread_create(&thread, &attr, wait_for_child, w);
   pthread_attr_destroy(&attr);
   if (rc != 0) {
-    napi_release_threadsafe_function(w->on_exit, napi_tsfn_release);
-    sem_destroy(&w->ready);
-    free(w);
+    napi_release_threadsafe_function(w->on_exit, napi_tsfn_release); /* its finalizer lets go of w */
+    unref_waiter(w);                                                  /* and so does the thread that never ran */
     return rc;
   }
   *out = w;

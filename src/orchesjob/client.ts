@@ -162,7 +162,7 @@ function startOutcome(argv: readonly string[], timeoutMs: number, result: RunRes
     };
   }
   if (code !== 0) {
-    const how = code === null ? `killed by ${signal}` : `exit_code=${code}`;
+    const how = code !== null ? `exit_code=${code}` : signal !== null ? `killed by ${signal}` : 'exit status unknown (reaped by another)';
     return { ok: false, exitCode: code, error: `orchesjob command failed: ${shellJoin(argv)}\n${how}\nstderr=${stderr}` };
   }
   return parseStartOutput(result.stdout);

@@ -30,7 +30,7 @@ export interface Spawner {
   spawn(bin: string, args: readonly string[], ownSession: boolean): StartedChild;
 }
 
-/** native/spawn.c's interface. */
+/** native/spawn.c's interface. onExit's code and signal are both null when the status was lost. */
 export interface SpawnAddon {
   spawn(file: string, argv: string[], ownSession: boolean, onExit: (code: number | null, signal: number | null) => void): [number, number, number];
 }
@@ -58,7 +58,11 @@ export function posixSpawner(addon: SpawnAddon, Socket: SocketClass, signals: Re
       const child = new PosixChild();
       let ids: [number, number, number];
       try {
-        ids = addon.spawn(bin, [bin, ...args], ownSession, (code, signal) => child.exited(code, signal === null ? null : (signalNames.get(signal) ?? null)));
+        // Deferred: an exception thrown by an 'exit' listener is then uncaught, as with ChildProcess
+        // (in the addon's callback it would only be warned about).
+        const onExit = (code: number | null, signal: number | null) =>
+          process.nextTick(() => child.exited(code, signal === null ? null : (signalNames.get(signal) ?? null)));
+        ids = addon.spawn(bin, [bin, ...args], ownSession, onExit);
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code === 'ENOEXEC') return fallback.spawn(bin, args, ownSession);
         throw error;
@@ -92,8 +96,11 @@ class PosixChild extends EventEmitter implements StartedChild {
 
   exited(code: number | null, signal: NodeJS.Signals | null): void {
     this.exit = [code, signal];
-    this.emit('exit', code, signal);
-    this.maybeClose();
+    try {
+      this.emit('exit', code, signal);
+    } finally {
+      this.maybeClose();
+    }
   }
 
   private maybeClose(): void {
