@@ -94,10 +94,6 @@ export class OrchesjobClient implements DispatchClient {
    * `start`'s message, written for orchesjob, carries the reason) is the only failure; `node --version`
    * prints no JSON, so its outcome is never ok.
    */
-  async spawner(): Promise<string> {
-    return (await loadedSpawner()).name;
-  }
-
   async checkCanStartChild(): Promise<string | null> {
     const argv = [process.execPath, '--version'];
     const cannot = (reason: string) => `start-up check: cannot start a child process (${argv.join(' ')}): ${reason}`;
@@ -107,6 +103,11 @@ export class OrchesjobClient implements DispatchClient {
     } catch (error) {
       return cannot(messageOf(error));
     }
+  }
+
+  /** `posix_spawn` or `child_process` (src/orchesjob/spawn.ts); rejects on a wrong ORCHESJOB_RESERVER_SPAWNER. */
+  async spawner(): Promise<string> {
+    return (await loadedSpawner()).name;
   }
 
   /** `orchesjob status --job-id`: its JSON, its raw output when that is not JSON, or why it failed. */
